@@ -1,0 +1,72 @@
+"""Developer tasks: ``nox`` runs tests (every installed Python 3.10-3.13), lint and typing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import nox
+
+SUPPORTED = ("3.10", "3.11", "3.12", "3.13")
+nox.options.sessions = ["tests", "lint", "typing"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def _expose_pyenv_versions() -> None:
+    """Let every pyenv-installed CPython answer to ``pythonX.Y`` (shims hide inactive ones)."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    versions = root / "versions"
+    if not versions.is_dir() or "PYENV_VERSION" in os.environ:
+        return
+    found = sorted(
+        (p.name for p in versions.iterdir() if p.name.startswith(SUPPORTED)),
+        key=lambda name: tuple(int(x) for x in name.split(".") if x.isdigit()),
+        reverse=True,
+    )
+    if found:
+        os.environ["PYENV_VERSION"] = ":".join(found)
+
+
+def _installed_pythons() -> list[str]:
+    installed = []
+    for version in SUPPORTED:
+        exe = shutil.which(f"python{version}")
+        if exe and subprocess.run([exe, "-c", ""], capture_output=True).returncode == 0:
+            installed.append(version)
+    return installed
+
+
+_expose_pyenv_versions()
+PYTHONS = _installed_pythons()
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """Run the test suite (pure and functional, against the emulator on loopback)."""
+    session.install("-e", ".[test,media,cli]")
+    session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session(python=PYTHONS[-1:] or None)
+def lint(session: nox.Session) -> None:
+    """Ruff: lint and formatting."""
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHONS[-1:] or None)
+def typing(session: nox.Session) -> None:
+    """mypy --strict over the package, on the oldest and newest supported Python targets."""
+    session.install("-e", ".[test,media,cli]", "mypy>=1.10")
+    session.run("mypy", "--strict", "relaydance_async")
+    session.run("mypy", "--strict", "--python-version", "3.10", "relaydance_async")
+
+
+@nox.session(python=PYTHONS[-1:] or None)
+def bench(session: nox.Session) -> None:
+    """Benchmarks side by side with the baselines (``nox -s bench -- --quick``: short run)."""
+    session.install("-e", ".[test,media,cli]", "requests")
+    session.run("python", "-m", "benchmarks", *session.posargs)

@@ -1,0 +1,95 @@
+"""relaydance_async: an asyncio-first client for the RelayDance video generation API."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from relaydance_async.exceptions import (
+    APIConnectionError,
+    APIError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    AssetFailedError,
+    AuthenticationError,
+    BadRequestError,
+    ClientStateError,
+    ConflictError,
+    DownloadError,
+    InternalServerError,
+    MediaCheckError,
+    NotFoundError,
+    PaymentRequiredError,
+    PermissionDeniedError,
+    RateLimitError,
+    RelayDanceError,
+    RequestTooLargeError,
+    RequestValidationError,
+    SubmissionUncertainError,
+    TaskFailedError,
+    TaskTimeoutError,
+    UnprocessableEntityError,
+    WebhookVerificationError,
+)
+from relaydance_async.models import (
+    AudioRef,
+    FirstFrame,
+    GeneratedImage,
+    ImageRef,
+    JobKind,
+    LastFrame,
+    Model,
+    Reference,
+    Task,
+    TaskStatus,
+    UploadedFile,
+    VideoRef,
+    VideoRequest,
+)
+
+try:
+    __version__ = version("relaydance-async")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0"
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AssetFailedError",
+    "AudioRef",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientStateError",
+    "ConflictError",
+    "DownloadError",
+    "FirstFrame",
+    "GeneratedImage",
+    "ImageRef",
+    "InternalServerError",
+    "JobKind",
+    "LastFrame",
+    "MediaCheckError",
+    "Model",
+    "NotFoundError",
+    "PaymentRequiredError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "Reference",
+    "RelayDanceError",
+    "RequestTooLargeError",
+    "RequestValidationError",
+    "SubmissionUncertainError",
+    "Task",
+    "TaskFailedError",
+    "TaskStatus",
+    "TaskTimeoutError",
+    "UnprocessableEntityError",
+    "UploadedFile",
+    "VideoRef",
+    "VideoRequest",
+    "WebhookVerificationError",
+    "__version__",
+]
