@@ -4,6 +4,32 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from relaydance_async._client import AsyncRelayDance
+from relaydance_async._hosts import MediaHost, RelayDanceFiles, WaveSpeedHost
+from relaydance_async._jobs import VideoJob, as_completed, gather
+from relaydance_async._media_check import MediaInfo, acheck_media, check_media
+from relaydance_async._media_rules import KindRules, MediaKind, MediaRules, Range
+from relaydance_async._policy import PollPolicy
+from relaydance_async._settings import Limits, RetryPolicy, Timeout
+from relaydance_async.assets import (
+    Asset,
+    AssetClient,
+    AssetJob,
+    AssetProvider,
+    AssetStatus,
+    AssetType,
+)
+from relaydance_async.batch import (
+    BatchItem,
+    BatchResult,
+    BatchRun,
+    BatchStatus,
+    BatchSummary,
+    JobFileError,
+    JournalError,
+    read_job_file,
+    run_batch,
+)
 from relaydance_async.exceptions import (
     APIConnectionError,
     APIError,
@@ -46,6 +72,7 @@ from relaydance_async.models import (
     VideoRef,
     VideoRequest,
 )
+from relaydance_async.webhooks import WebhookReceiver
 
 try:
     __version__ = version("relaydance-async")
@@ -58,10 +85,22 @@ __all__ = [
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
+    "Asset",
+    "AssetClient",
     "AssetFailedError",
+    "AssetJob",
+    "AssetProvider",
+    "AssetStatus",
+    "AssetType",
+    "AsyncRelayDance",
     "AudioRef",
     "AuthenticationError",
     "BadRequestError",
+    "BatchItem",
+    "BatchResult",
+    "BatchRun",
+    "BatchStatus",
+    "BatchSummary",
     "ClientStateError",
     "ConflictError",
     "DownloadError",
@@ -69,27 +108,49 @@ __all__ = [
     "GeneratedImage",
     "ImageRef",
     "InternalServerError",
+    "JobFileError",
     "JobKind",
+    "JournalError",
+    "KindRules",
     "LastFrame",
+    "Limits",
     "MediaCheckError",
+    "MediaHost",
+    "MediaInfo",
+    "MediaKind",
+    "MediaRules",
     "Model",
     "NotFoundError",
     "PaymentRequiredError",
     "PermissionDeniedError",
+    "PollPolicy",
+    "Range",
     "RateLimitError",
     "Reference",
     "RelayDanceError",
+    "RelayDanceFiles",
     "RequestTooLargeError",
     "RequestValidationError",
+    "RetryPolicy",
     "SubmissionUncertainError",
     "Task",
     "TaskFailedError",
     "TaskStatus",
     "TaskTimeoutError",
+    "Timeout",
     "UnprocessableEntityError",
     "UploadedFile",
+    "VideoJob",
     "VideoRef",
     "VideoRequest",
+    "WaveSpeedHost",
+    "WebhookReceiver",
     "WebhookVerificationError",
     "__version__",
+    "acheck_media",
+    "as_completed",
+    "check_media",
+    "gather",
+    "read_job_file",
+    "run_batch",
 ]

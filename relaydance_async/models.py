@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Union
+from typing import Any, Protocol, Union
 
 import attrs
 
@@ -17,6 +17,7 @@ __all__ = [
     "AudioRef",
     "FirstFrame",
     "GeneratedImage",
+    "HasURL",
     "ImageRef",
     "JobKind",
     "LastFrame",
@@ -106,8 +107,17 @@ class UploadedFile:
     """Which media host holds it (``relaydance``, ``wavespeed``)."""
 
 
-def _ref_url(value: str | UploadedFile) -> str:
-    return value.url if isinstance(value, UploadedFile) else value
+class HasURL(Protocol):
+    """Anything hosted at a URL: an ``UploadedFile``, or an approved ``Asset`` (``asset://``)."""
+
+    @property
+    def url(self) -> str:
+        """Where it is."""
+        ...
+
+
+def _ref_url(value: str | HasURL) -> str:
+    return value if isinstance(value, str) else value.url
 
 
 @attrs.frozen
@@ -115,7 +125,7 @@ class ImageRef:
     """A reference image (``image_url`` / ``reference_image``), cited in prompts as ``@imageN``."""
 
     url: str = attrs.field(converter=_ref_url)
-    """``https://…``, an ``UploadedFile`` (its URL is taken) or ``asset://<id>``."""
+    """``https://…``, ``asset://<id>``, or an ``UploadedFile`` / ``Asset`` (its URL is taken)."""
 
 
 @attrs.frozen
@@ -123,7 +133,7 @@ class VideoRef:
     """A reference video (``video_url`` / ``reference_video``), at most 15 s long."""
 
     url: str = attrs.field(converter=_ref_url)
-    """``https://…``, an ``UploadedFile`` (its URL is taken) or ``asset://<id>``."""
+    """``https://…``, ``asset://<id>``, or an ``UploadedFile`` / ``Asset`` (its URL is taken)."""
 
 
 @attrs.frozen
@@ -131,7 +141,7 @@ class AudioRef:
     """A reference audio track (``audio_url`` / ``reference_audio``)."""
 
     url: str = attrs.field(converter=_ref_url)
-    """``https://…``, an ``UploadedFile`` (its URL is taken) or ``asset://<id>``."""
+    """``https://…``, ``asset://<id>``, or an ``UploadedFile`` / ``Asset`` (its URL is taken)."""
 
 
 @attrs.frozen
@@ -139,7 +149,7 @@ class FirstFrame:
     """The clip's first frame (``image_url`` / ``first_frame``); excludes reference images."""
 
     url: str = attrs.field(converter=_ref_url)
-    """``https://…``, an ``UploadedFile`` (its URL is taken) or ``asset://<id>``."""
+    """``https://…``, ``asset://<id>``, or an ``UploadedFile`` / ``Asset`` (its URL is taken)."""
 
 
 @attrs.frozen
@@ -147,7 +157,7 @@ class LastFrame:
     """The clip's last frame (``image_url`` / ``last_frame``); needs a ``FirstFrame``."""
 
     url: str = attrs.field(converter=_ref_url)
-    """``https://…``, an ``UploadedFile`` (its URL is taken) or ``asset://<id>``."""
+    """``https://…``, ``asset://<id>``, or an ``UploadedFile`` / ``Asset`` (its URL is taken)."""
 
 
 Reference = Union[ImageRef, VideoRef, AudioRef, FirstFrame, LastFrame]  # noqa: UP007 - runtime alias

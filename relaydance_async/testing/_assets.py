@@ -303,9 +303,9 @@ def connect_media(client: Any, state: EmulatorState) -> None:
     from relaydance_async._hosts import WaveSpeedHost
     from relaydance_async.assets import AssetClient, AssetProvider
 
-    hosts = dict(getattr(client, "media_hosts", None) or {})
-    hosts["wavespeed"] = WaveSpeedHost(api_key=wavespeed_of(state).key, base_url=state.origin)
-    client.media_hosts = hosts
+    client.media_hosts["wavespeed"] = WaveSpeedHost(
+        api_key=wavespeed_of(state).key, base_url=state.origin
+    )
     client.assets = AssetClient(
         client, api_key=assets_of(state).key, provider=AssetProvider(base_url=state.origin)
     )

@@ -1,0 +1,257 @@
+"""The asyncio driver over a fake fetch: pool bound, errors, max wait, close, memory."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import tracemalloc
+
+import attrs
+import pytest
+
+from relaydance_async._policy import PollPolicy
+from relaydance_async._scheduler import Scheduler
+from relaydance_async._wire import task_from_wire
+from relaydance_async.exceptions import (
+    AuthenticationError,
+    ClientStateError,
+    NotFoundError,
+    TaskTimeoutError,
+)
+from relaydance_async.models import JobKind, Task, TaskStatus
+
+from ._fake_tasks import FakeTasks
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
+
+FAST = PollPolicy(learn=False, jitter=0.0).scaled(0.005)
+
+
+@pytest.fixture
+async def fake() -> FakeTasks:
+    """A fake task server on the loop's clock."""
+    return FakeTasks()
+
+
+async def test_polls_in_flight_never_exceed_the_pool(fake: FakeTasks) -> None:
+    """With 500 jobs due at once, at most ``max_concurrent_polls`` polls are out together."""
+    fake.latency = 0.01
+    scheduler = Scheduler(fake.fetch, attrs.evolve(FAST, max_concurrent_polls=7))
+    try:
+        jobs = [scheduler.track(fake.add(f"t{i}", 0.0, 0.05)) for i in range(500)]
+        await asyncio.gather(*(job.wait() for job in jobs))
+        assert fake.max_in_flight == 7
+        assert scheduler.polls_sent == sum(fake.polls.values())
+    finally:
+        await scheduler.aclose()
+
+
+async def test_transient_errors_never_fail_a_job(fake: FakeTasks) -> None:
+    """Connection errors are retried later; the job still resolves."""
+    scheduler = Scheduler(fake.fetch, FAST)
+    try:
+        job = scheduler.track(fake.add("t1", 0.0, 0.02))
+        fake.errors["t1"] = 4
+        assert (await job).status is TaskStatus.SUCCEEDED
+        assert scheduler.poll_errors == 4
+    finally:
+        await scheduler.aclose()
+
+
+async def test_unknown_task_fails_with_not_found(fake: FakeTasks) -> None:
+    """A task the server does not know fails its job with ``NotFoundError``."""
+    scheduler = Scheduler(fake.fetch, FAST)
+    try:
+        job = scheduler.track_id("ghost")
+        with pytest.raises(NotFoundError):
+            await job
+    finally:
+        await scheduler.aclose()
+
+
+async def test_permanent_status_errors_fail_the_job() -> None:
+    """A revoked key (401) ends the job instead of polling until the maximum wait."""
+
+    async def fetch(task_id: str) -> Task:
+        raise AuthenticationError("bad key", status_code=401)
+
+    scheduler = Scheduler(fetch, FAST)
+    try:
+        with pytest.raises(AuthenticationError):
+            await scheduler.track_id("t1")
+    finally:
+        await scheduler.aclose()
+
+
+async def test_max_wait_fails_the_job_with_a_timeout(fake: FakeTasks) -> None:
+    """A job that outlives its maximum wait raises ``TaskTimeoutError`` and is not polled on."""
+    scheduler = Scheduler(fake.fetch, FAST)
+    try:
+        job = scheduler.track(fake.add("t1", 0.0, 60.0), max_wait=0.1)
+        with pytest.raises(TaskTimeoutError) as info:
+            await job
+        assert info.value.task_id == "t1"
+        assert info.value.waited == pytest.approx(0.1, abs=0.05)
+        polls = fake.polls["t1"]
+        await asyncio.sleep(0.1)
+        assert fake.polls["t1"] == polls
+    finally:
+        await scheduler.aclose()
+
+
+async def test_aclose_fails_waiting_jobs_and_refuses_new_ones(fake: FakeTasks) -> None:
+    """Closing fails every waiting job with ``ClientStateError`` and stops the driver."""
+    scheduler = Scheduler(fake.fetch, FAST)
+    jobs = [scheduler.track(fake.add(f"t{i}", 10.0, 10.0)) for i in range(20)]
+    await asyncio.sleep(0.02)
+    await scheduler.aclose()
+    await scheduler.aclose()  # idempotent
+    for job in jobs:
+        with pytest.raises(ClientStateError):
+            await job
+    with pytest.raises(ClientStateError):
+        scheduler.track(Task(id="late", status=TaskStatus.SUBMITTED))
+    polls = sum(fake.polls.values())
+    await asyncio.sleep(0.05)
+    assert sum(fake.polls.values()) == polls
+
+
+async def test_final_submit_answer_resolves_at_once(fake: FakeTasks) -> None:
+    """Tracking a task that is already final needs no poll."""
+    scheduler = Scheduler(fake.fetch, FAST)
+    try:
+        job = scheduler.track(Task(id="t1", status=TaskStatus.SUCCEEDED))
+        assert job.done()
+        assert (await job).id == "t1"
+        assert fake.polls["t1"] == 0
+    finally:
+        await scheduler.aclose()
+
+
+async def test_track_id_polls_at_once_and_shares_the_job(fake: FakeTasks) -> None:
+    """``track_id`` polls immediately; watching the same task twice gives the same job."""
+    scheduler = Scheduler(fake.fetch, PollPolicy(learn=False))
+    try:
+        fake.add("t1", 0.0, 0.0)
+        job = scheduler.track_id("t1")
+        assert job.status is TaskStatus.UNKNOWN
+        assert scheduler.track_id("t1") is job
+        assert (await asyncio.wait_for(job.wait(), 5)).status is TaskStatus.SUCCEEDED
+        assert fake.polls["t1"] == 1
+    finally:
+        await scheduler.aclose()
+
+
+async def test_deliver_resolves_a_webhook_job_without_polls(fake: FakeTasks) -> None:
+    """A delivered final snapshot resolves the job once; the safety net never polls it."""
+    scheduler = Scheduler(fake.fetch, PollPolicy())
+    try:
+        job = scheduler.track(fake.add("t1", 0.0, 0.0), webhook=True)
+        done = Task(id="t1", status=TaskStatus.SUCCEEDED, url="https://x/y.mp4")
+        assert scheduler.deliver(Task(id="t1", status=TaskStatus.RUNNING)) is False
+        assert job.status is TaskStatus.RUNNING
+        assert scheduler.deliver(done) is True
+        assert scheduler.deliver(done) is False
+        assert await job is done
+        assert fake.polls["t1"] == 0
+        assert scheduler.deliver(Task(id="other", status=TaskStatus.SUCCEEDED)) is False
+    finally:
+        await scheduler.aclose()
+
+
+async def test_learned_timing_cuts_polls_on_repeated_kinds(fake: FakeTasks) -> None:
+    """After a first wave of one kind, a second wave needs fewer polls per job."""
+    kind = JobKind("m", "720p", 5)
+    policy = PollPolicy(jitter=0.0, min_samples=5, max_jump=None).scaled(0.01)
+    scheduler = Scheduler(fake.fetch, policy)
+    try:
+
+        async def wave(prefix: str) -> float:
+            jobs = [
+                scheduler.track(fake.add(f"{prefix}{i}", 0.05, 0.6 + 0.01 * i), kind=kind)
+                for i in range(20)
+            ]
+            await asyncio.gather(*(job.wait() for job in jobs))
+            return sum(fake.polls[j.task_id] for j in jobs) / len(jobs)
+
+        cold = await wave("a")
+        warm = await wave("b")
+        assert scheduler.model.run(kind) is not None
+        assert warm < 0.75 * cold
+    finally:
+        await scheduler.aclose()
+
+
+async def test_a_waiting_job_costs_under_1_5_kb(fake: FakeTasks) -> None:
+    """10,000 waiting jobs (submit answer, job, entry, heap item, index) take < 1.5 KB each."""
+    scheduler = Scheduler(fake.fetch, PollPolicy())
+    kind = JobKind("m", "720p", 5)
+    try:
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        jobs = [
+            scheduler.track(
+                task_from_wire({"task_id": f"task_{i:024d}", "status": "submitted"}),
+                kind=kind,
+                webhook=i % 2 == 0,
+            )
+            for i in range(10_000)
+        ]
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        per_job = (after - before) / len(jobs)
+        assert per_job < 1536, per_job
+        assert scheduler.waiting == 10_000
+    finally:
+        await scheduler.aclose()
+
+
+class _Review:
+    """A minimal foreign job handle with its own fetch (like an asset review)."""
+
+    def __init__(self, key: str) -> None:
+        self._entry: object = None
+        self.key = key
+        self.reads = 0
+        self.outcome: object = None
+
+    @property
+    def task_id(self) -> str:
+        return self.key
+
+    @property
+    def task(self) -> Task:
+        return Task(id=self.key, status=TaskStatus.RUNNING)
+
+    def done(self) -> bool:
+        return self.outcome is not None
+
+    async def _fetch(self, key: str) -> Task:
+        self.reads += 1
+        status = TaskStatus.SUCCEEDED if self.reads >= 3 else TaskStatus.RUNNING
+        return Task(id=key, status=status)
+
+    def _update(self, task: Task) -> None:
+        pass
+
+    def _finish(self, outcome: object) -> None:
+        self.outcome = outcome
+
+
+async def test_foreign_handles_share_the_heap_with_their_own_fetch(fake: FakeTasks) -> None:
+    """``track_handle`` drives another job type with its own fetch, beside video jobs."""
+    scheduler = Scheduler(fake.fetch, FAST)
+    try:
+        review = scheduler.track_handle(_Review("asset://a-1"))
+        video = scheduler.track(fake.add("t1", 0.0, 0.05))
+        assert scheduler.job("asset://a-1") is review
+        await video
+        while not review.done():
+            await asyncio.sleep(0.01)
+        assert isinstance(review.outcome, Task)
+        assert review.reads == 3
+        assert "asset://a-1" not in fake.polls
+        assert scheduler.job("asset://a-1") is None
+    finally:
+        await scheduler.aclose()

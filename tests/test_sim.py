@@ -1,0 +1,98 @@
+"""The virtual-time simulation harness, and what it says about the policies."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from relaydance_async._policy import PollPolicy
+from relaydance_async._sim import BENCH_KINDS, SimJob, bench_workload, simulate
+from relaydance_async.models import JobKind, TaskStatus
+
+KIND = JobKind("m", "720p", 5)
+
+
+def test_fixed_loop_counts_polls_and_lag_exactly() -> None:
+    """A 5 s loop on a 12 s job polls at 0, 5, 10, 15 and sees the end 3 s late."""
+    job = SimJob(KIND, submit_at=0.0, queue=2.0, run=10.0)
+    result = simulate([job], PollPolicy.fixed(5.0))
+    assert result.polls == (4,)
+    assert result.lags == (pytest.approx(3.0),)
+    assert result.timed_out == 0
+
+
+def test_simjob_status_and_progress_follow_its_timeline() -> None:
+    """A simulated task is queued, then running with linear progress, then final."""
+    job = SimJob(KIND, submit_at=10.0, queue=5.0, run=100.0, progress_bias=1.0)
+    assert job.status_at(12.0) is TaskStatus.SUBMITTED
+    assert job.status_at(65.0) is TaskStatus.RUNNING
+    assert job.progress_at(65.0) == 50.0
+    assert job.status_at(115.0) is TaskStatus.SUCCEEDED
+    failing = SimJob(KIND, 0.0, 0.0, 100.0, fails=True, fail_point=0.25)
+    assert failing.end == 25.0
+    assert failing.status_at(30.0) is TaskStatus.FAILED
+
+
+def test_bench_workload_follows_the_documented_mix() -> None:
+    """The generated mix has the documented kinds, shares and medians, and is reproducible."""
+    jobs = bench_workload(4000, seed=7)
+    assert jobs == bench_workload(4000, seed=7)
+    share = {k: sum(j.kind == k for j in jobs) / len(jobs) for k, _, _ in BENCH_KINDS}
+    for kind, expected, median in BENCH_KINDS:
+        assert share[kind] == pytest.approx(expected, abs=0.03)
+        runs = sorted(j.run for j in jobs if j.kind == kind)
+        assert runs[len(runs) // 2] == pytest.approx(median, rel=0.06)
+    assert all(j.submit_at == 0.0 for j in jobs)
+    stream = bench_workload(1000, seed=7, arrivals="poisson")
+    assert stream[-1].submit_at == pytest.approx(1000.0, rel=0.1)
+    with pytest.raises(ValueError, match="arrivals"):
+        bench_workload(1, arrivals="weekly")
+
+
+def test_max_wait_ends_jobs_that_never_finish() -> None:
+    """A job longer than the maximum wait is counted as timed out, not detected."""
+    job = SimJob(KIND, 0.0, 0.0, 10_000.0)
+    result = simulate([job], PollPolicy(max_wait=100.0, learn=False))
+    assert result.timed_out == 1
+    assert math.isnan(result.lags[0])
+
+
+def test_webhook_mode_needs_almost_no_polls() -> None:
+    """With callbacks arriving, jobs resolve with ~0 polls each, at the callback's delay."""
+    jobs = bench_workload(2000, seed=3)
+    result = simulate(jobs, PollPolicy(), webhooks=True, webhook_delay=0.5)
+    assert result.polls_per_job <= 0.05
+    assert result.lag(0.99) == pytest.approx(0.5)
+    assert result.confirm_gets == 2000
+
+
+def test_lost_webhooks_are_caught_by_the_safety_net() -> None:
+    """Jobs whose callback never comes still end, through the slow safety-net polls."""
+    jobs = bench_workload(300, seed=4)
+    result = simulate(jobs, PollPolicy(), webhooks=True, webhook_loss=0.5)
+    assert result.timed_out == 0
+    assert not any(math.isnan(x) for x in result.lags)
+
+
+def test_learned_policy_polls_less_than_the_docs_loop_at_equal_lag() -> None:
+    """Warm, on the benchmark mix, the learned policy polls far less than the docs' 5 s loop.
+
+    At a median lag no higher than the loop's and a p95 lag at most twice as high.
+    """
+    jobs = bench_workload(2500, seed=1, arrivals="poisson")
+    docs = simulate(jobs, PollPolicy.fixed(5.0)).subset(1000)
+    ours = simulate(jobs, PollPolicy()).subset(1000)
+    assert ours.polls_per_job < 0.5 * docs.polls_per_job
+    assert ours.lag(0.5) <= docs.lag(0.5)
+    assert ours.lag(0.95) <= 2 * docs.lag(0.95)
+
+
+def test_summary_and_subset() -> None:
+    """``summary`` reports the headline figures; ``subset`` narrows to a slice of jobs."""
+    jobs = [SimJob(KIND, 0.0, 1.0, 4.0), SimJob(KIND, 0.0, 1.0, 9.0)]
+    result = simulate(jobs, PollPolicy.fixed(5.0))
+    summary = result.summary()
+    assert summary["jobs"] == 2
+    assert summary["polls_per_job"] == pytest.approx(2.5)
+    assert result.subset(1).jobs == 1
