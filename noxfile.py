@@ -46,7 +46,11 @@ PYTHONS = _installed_pythons()
 def tests(session: nox.Session) -> None:
     """Run the test suite (pure and functional, against the emulator on loopback)."""
     session.install("-e", ".[test,media,cli]")
-    session.run("pytest", "-q", *session.posargs)
+    args = list(session.posargs)
+    if not args and PYTHONS and session.python != PYTHONS[-1]:
+        # The long scale tests (10,000 jobs, 10,000 batch items) run once, on the newest Python.
+        args = ["-m", "not slow"]
+    session.run("pytest", "-q", *args)
 
 
 @nox.session(python=PYTHONS[-1:] or None)

@@ -126,8 +126,11 @@ class EmulatorConfig:
 
     speed: float | None = 60.0
     """Emulated seconds per real second; ``None`` is a manual clock moved by ``clock.advance``."""
-    failure_rate: float = attrs.field(default=0.05, validator=_probability, converter=float)
-    """Probability that a task ends ``failed`` (at a uniform point of its run phase)."""
+    failure_rate: float = attrs.field(default=0.0, validator=_probability, converter=float)
+    """Probability that a task ends ``failed`` (at a uniform point of its run phase).
+
+    0 by default, so a test's outcome never depends on chance unless it asks for failures
+    (the standalone server's ``--failure-rate`` defaults to a realistic 0.05)."""
     seed: int | None = None
     """Seed for reproducible durations, outcomes, ids and fault draws."""
     rate_limit: RateLimit | None = None

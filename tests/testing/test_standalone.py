@@ -96,7 +96,7 @@ def test_parser_builds_the_config() -> None:
     assert config.honour_idempotency_key
     assert config.webhook_retry_delays == (1.0, 2.0)
     assert config_from_args(build_parser().parse_args([])) == EmulatorConfig(
-        webhook_retry_delays=(1, 5, 25, 125)
+        webhook_retry_delays=(1, 5, 25, 125), failure_rate=0.05
     )
 
 
