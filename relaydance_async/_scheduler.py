@@ -132,6 +132,9 @@ class Scheduler:
             webhook: Whether a webhook receiver will bring its result (poll as a safety net).
             max_wait: Its maximum wait; ``None`` takes ``policy.max_wait``.
         """
+        if task.status is TaskStatus.SUCCEEDED and not task.url:
+            # An idempotent replay may answer "succeeded" with no clip: read it once instead.
+            return self.track_id(task.id, kind=kind, max_wait=max_wait)
         job = self._track(task, kind=kind, webhook=webhook, max_wait=max_wait, known=True)
         return cast(VideoJob, job)
 

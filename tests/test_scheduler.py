@@ -117,10 +117,10 @@ async def test_aclose_fails_waiting_jobs_and_refuses_new_ones(fake: FakeTasks) -
 
 
 async def test_final_submit_answer_resolves_at_once(fake: FakeTasks) -> None:
-    """Tracking a task that is already final needs no poll."""
+    """Tracking a task that is already final (with its clip) needs no poll."""
     scheduler = Scheduler(fake.fetch, FAST)
     try:
-        job = scheduler.track(Task(id="t1", status=TaskStatus.SUCCEEDED))
+        job = scheduler.track(Task(id="t1", status=TaskStatus.SUCCEEDED, url="https://c/t1.mp4"))
         assert job.done()
         assert (await job).id == "t1"
         assert fake.polls["t1"] == 0
@@ -253,5 +253,23 @@ async def test_foreign_handles_share_the_heap_with_their_own_fetch(fake: FakeTas
         assert review.reads == 3
         assert "asset://a-1" not in fake.polls
         assert scheduler.job("asset://a-1") is None
+    finally:
+        await scheduler.aclose()
+
+
+async def test_a_succeeded_submit_answer_without_a_clip_is_read_once() -> None:
+    """An idempotent replay answering 'succeeded' with no URL resolves only after one GET."""
+    calls: list[str] = []
+
+    async def fetch(task_id: str) -> Task:
+        calls.append(task_id)
+        return Task(id=task_id, status=TaskStatus.SUCCEEDED, url="https://clips.example/t.mp4")
+
+    scheduler = Scheduler(fetch, FAST)
+    try:
+        job = scheduler.track(Task(id="t1", status=TaskStatus.SUCCEEDED))
+        task = await job.wait(timeout=5)
+        assert calls == ["t1"]
+        assert task.url == "https://clips.example/t.mp4"
     finally:
         await scheduler.aclose()
