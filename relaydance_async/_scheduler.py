@@ -300,12 +300,10 @@ class Scheduler:
                 if popped is None:
                     break
                 action, entry = popped
-                job: JobHandle = entry.handle
                 if action is Action.EXPIRE:
-                    waited = now - entry.added_at
-                    self._end(job, TaskTimeoutError(job.task_id, waited, job.task))
+                    self._expire(entry, now)
                     continue
-                poll = loop.create_task(self._poll(entry, job))
+                poll = loop.create_task(self._poll_while_due(entry))
                 self._polls.add(poll)
                 poll.add_done_callback(self._polls.discard)
             self._wake = loop.create_future()
@@ -318,6 +316,40 @@ class Scheduler:
                     self._timer.cancel()
                     self._timer = None
                 self._wake = None
+
+    def _expire(self, entry: Entry, now: float) -> None:
+        job: JobHandle = entry.handle
+        self._end(job, TaskTimeoutError(job.task_id, now - entry.added_at, job.task))
+
+    async def _poll_while_due(self, entry: Entry) -> None:
+        """Poll ``entry``, then whatever else is due, in this one task (a pool worker).
+
+        Reusing the task for the next due poll, instead of waking the driver to start a new
+        task for it, keeps the per-poll cost of the scheduler small on a busy client.
+        """
+        loop = asyncio.get_running_loop()
+        schedule = self._schedule
+        try:
+            while True:
+                await self._poll(entry, entry.handle)
+                if self._closed:
+                    return
+                while True:
+                    now = loop.time()
+                    popped = schedule.pop_due(now)
+                    if popped is None:
+                        return
+                    action, entry = popped
+                    if action is Action.POLL:
+                        break
+                    self._expire(entry, now)
+        finally:
+            # The driver sleeps until the next due time it saw; wake it only if the heap now
+            # holds something sooner (or it slept with no timer, every slot being taken).
+            due = schedule.next_due()
+            timer = self._timer
+            if due is not None and (timer is None or due < timer.when()):
+                self._wakeup()
 
     async def _poll(self, entry: Entry, job: JobHandle) -> None:
         loop = asyncio.get_running_loop()
@@ -352,8 +384,6 @@ class Scheduler:
                 else:
                     if done:
                         self._end(job, task)
-        finally:
-            self._wakeup()
 
     def _fail(self, entry: Entry, job: JobHandle, exc: BaseException) -> None:
         if entry.phase is not Phase.DONE:

@@ -38,7 +38,8 @@ class Timeout:
     connect: float | None = attrs.field(default=10.0, validator=_positive_or_none)
     """Establishing a connection (including TLS), 10 s."""
     read: float | None = attrs.field(default=60.0, validator=_positive_or_none)
-    """Silence between two reads from the socket, 60 s."""
+    """Silence between two reads from the socket during uploads and downloads, 60 s (an API
+    call is bounded as a whole by ``request``, or by this when ``request`` is None)."""
     request: float | None = attrs.field(default=120.0, validator=_positive_or_none)
     """One whole API call (not uploads or downloads), 120 s."""
 

@@ -193,8 +193,11 @@ class AiohttpTransport(Transport):
         self._borrowed = session
         self._session = session
         self._limits = limits
+        # API calls are small and bounded as a whole by ``request``; a per-read timer on them
+        # would be rescheduled at every chunk received, a measurable cost on the poll path.
         self._api_timeout = aiohttp.ClientTimeout(
-            total=timeout.request, sock_connect=timeout.connect, sock_read=timeout.read
+            total=timeout.request if timeout.request is not None else timeout.read,
+            sock_connect=timeout.connect,
         )
         self._transfer_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=timeout.connect, sock_read=timeout.read

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import cattrs
@@ -240,9 +241,10 @@ def _structure_task(obj: Any, _: Any = None) -> Task:
         progress=None if progress is None else _progress(progress),
         fail_reason=_fail_reason(data) if failed else None,
         model=model if type(model) is str and model else _str_or_none(model),
-        metadata=metadata,
+        # Fresh from the JSON decoder and referenced nowhere else: wrapped, not copied.
+        metadata=MappingProxyType(metadata) if type(metadata) is dict else metadata,
         raw_status=raw_status or None,
-        raw=data,
+        raw=MappingProxyType(data) if type(data) is dict else data,
     )
 
 

@@ -34,6 +34,8 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if type(value) is MappingProxyType:  # already read-only (the decoder hands over fresh JSON)
+        return value
     return MappingProxyType(dict(value)) if value else _EMPTY
 
 
