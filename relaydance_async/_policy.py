@@ -2,11 +2,13 @@
 
 The scheduler places each job's next poll in one of three ways (see ``_schedule.py``):
 
-1. **Plain backoff** (cold start, or ``learn=False``): waiting and running jobs back off on their
-   own curves, ``min(max, interval * growth ** n)``, each delay spread by ``jitter``.
-2. **Learned timing** (``learn=True`` once ``min_samples`` jobs of a kind have finished): the next
-   poll goes where the job's predicted completion mass reaches ``mass_per_poll`` more, so polls are
-   dense where completion is likely and absent where it is not (``_learn.py``).
+1. **Plain backoff** (``learn=False``, a job without a kind, or no prior and too little learned):
+   waiting and running jobs back off on their own curves, ``min(max, interval * growth ** n)``,
+   each delay spread by ``jitter``.
+2. **Learned timing** (``learn=True``; from a kind's first job with the generic prior of
+   ``prior_scale``, else once ``min_samples`` jobs of the kind have finished): the next poll goes
+   where the job's predicted completion mass reaches ``mass_per_poll`` more, so polls are dense
+   where completion is likely and absent where it is not (``_learn.py``).
 3. **Webhook safety net**: a job whose result a webhook will bring is polled only long after it
    should have finished (``webhook_first_poll`` or the learned tail), then every
    ``webhook_interval``.
@@ -64,6 +66,7 @@ _DURATIONS = (
     "webhook_first_poll",
     "webhook_min_first_poll",
     "webhook_interval",
+    "prior_scale",
 )
 
 
@@ -98,13 +101,20 @@ class PollPolicy:
     """Learn queue and run times per ``JobKind`` and place polls where completion is likely."""
     min_samples: int = attrs.field(default=8, validator=_at_least_one)
     """Finished jobs of a kind needed before its learned timing is used, 8."""
+    prior_scale: float | None = attrs.field(default=1.0, validator=_max_wait)
+    """Learned mode: time unit of the generic prior a kind starts from before any of its jobs
+    finish (run time about 60 s for a 5 s 720p clip, longer for more pixels and seconds, widely
+    uncertain), so that even a first burst is placed, 1.0; ``None``: plain backoff until
+    ``min_samples`` jobs of the kind have finished."""
     learn_window: int = attrs.field(default=500, validator=_at_least_one)
-    """Effective memory of the timing model in jobs per kind (older jobs fade), 500."""
+    """Effective memory of the timing model in jobs per kind (older jobs fade), 500; never shorter
+    than the number of jobs of the kind once in flight at the same time (a batch ends in order of
+    duration, so a shorter memory would keep only its longest jobs)."""
     mass_per_poll: float = attrs.field(default=0.07, validator=_positive)
     """Learned mode: probability that a job completes between two polls, at most, 0.07. Smaller
     means more polls and lower detection lag."""
-    min_interval: float = attrs.field(default=3.0, validator=_non_negative)
-    """Learned mode: shortest delay between two polls of one job, 3 s."""
+    min_interval: float = attrs.field(default=2.5, validator=_non_negative)
+    """Learned mode: shortest delay between two polls of one job, 2.5 s."""
     max_interval: float = attrs.field(default=8.0, validator=_positive)
     """Learned mode: longest delay once a job is past its median predicted end (bounds the lag of
     late jobs), 8 s."""
@@ -113,13 +123,17 @@ class PollPolicy:
     success is improbable, 60 s. Failures come at any moment of a run, so this bounds how late a
     mid-run failure is seen; ``None`` lets early polls jump straight to where success is likely
     (fewest polls, slow to see failures)."""
-    start_precision: float = attrs.field(default=0.7, validator=_positive)
+    queue_mass_per_poll: float = attrs.field(default=0.5, validator=_positive)
+    """Learned mode: probability that a queued job starts running between two polls, at most,
+    0.5. The queue matters only for when the run starts, so it is polled sparsely."""
+    start_precision: float = attrs.field(default=3.0, validator=_positive)
     """Learned mode: queued jobs are polled at least every ``start_precision`` times the spread
-    (standard deviation) of their kind's run time, so the run's start is known well enough, 0.7."""
+    (standard deviation) of their kind's run time, so the run's start is known well enough, 3.0.
+    They are also polled before the earliest 2 % of their kind's runs could have ended."""
     use_progress: bool = True
     """Extrapolate the end from ``Task.progress`` when the server sends it."""
-    progress_mass_per_poll: float = attrs.field(default=0.25, validator=_positive)
-    """Learned mode with a progress-based estimate: as ``mass_per_poll``, 0.25. The estimate's
+    progress_mass_per_poll: float = attrs.field(default=0.35, validator=_positive)
+    """Learned mode with a progress-based estimate: as ``mass_per_poll``, 0.35. The estimate's
     window is narrow, so the same lag needs a larger share of it per gap."""
     progress_error: float = attrs.field(default=0.1, validator=_fraction)
     """Relative error of a progress-based end estimate (the gateway's hints are within 10 %)."""

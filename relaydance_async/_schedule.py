@@ -28,6 +28,11 @@ from relaydance_async.models import JobKind, TaskStatus
 
 __all__ = ["Action", "Entry", "Phase", "Schedule"]
 
+_EARLY_END = 0.02
+"""A queued job is polled again before this share of its kind's runs could have ended."""
+_PROGRESS_EDGE = 0.02
+"""With a progress estimate, the first poll of its window is no later than this quantile."""
+
 
 class Phase(enum.IntEnum):
     """Where an entry is in its life."""
@@ -54,6 +59,8 @@ class Entry:
 
     __slots__ = (
         "added_at",
+        "censor_at",
+        "censor_run",
         "deadline",
         "due",
         "errors",
@@ -109,6 +116,10 @@ class Entry:
         self.progress0 = math.nan
         """The first progress hint seen while running, and when (``progress_t0``)."""
         self.progress_t0 = math.nan
+        self.censor_at = math.nan
+        """How long the job was last seen in its phase, as told to the model (NaN: not told)."""
+        self.censor_run = False
+        """Whether ``censor_at`` is in the run phase (else the queue)."""
 
     def __repr__(self) -> str:
         return f"<Entry {self.task_id} {self.status.value} {self.phase.name} due={self.due:.3f}>"
@@ -132,7 +143,9 @@ class Schedule:
     ) -> None:
         self.policy = policy
         self.model = model or TimingModel(
-            min_samples=policy.min_samples, window=policy.learn_window
+            min_samples=policy.min_samples,
+            window=policy.learn_window,
+            prior_scale=policy.prior_scale,
         )
         self._rng = rng or random.Random()
         self._heap: list[tuple[float, int, Entry]] = []
@@ -206,6 +219,7 @@ class Schedule:
         return True
 
     def _finish(self, entry: Entry) -> None:
+        self._censor(entry, False, math.nan)
         if entry.phase is Phase.WAITING:
             self.waiting -= 1
         elif entry.phase is Phase.IN_FLIGHT:
@@ -303,6 +317,12 @@ class Schedule:
         ):
             entry.progress0, entry.progress_t0 = progress, at
         entry.last_poll = at
+        if status is TaskStatus.SUBMITTED:
+            self._censor(entry, False, at - entry.submitted_at)
+        elif status is TaskStatus.RUNNING and not math.isnan(entry.run_lo):
+            self._censor(entry, True, at - 0.5 * (entry.run_lo + entry.run_hi))
+        else:
+            self._censor(entry, False, math.nan)
         self.waiting += 1
         self._push(entry, now + self._delay(entry, at, progress))
         return False
@@ -322,6 +342,24 @@ class Schedule:
             self._finish(entry)
 
     # -- learning ------------------------------------------------------------------------------
+
+    def _censor(self, entry: Entry, run: bool, elapsed: float) -> None:
+        """Tell the model the job is still in its phase after ``elapsed`` (NaN: no longer)."""
+        kind = entry.kind
+        if kind is None or not self.policy.learn:
+            return
+        old = entry.censor_at
+        if math.isnan(old) and not elapsed > 0.0:
+            return
+        if not math.isnan(old) and entry.censor_run is not run:
+            self.model.censor(kind, "run" if entry.censor_run else "queue", old, None)
+            old = math.nan
+        new = elapsed if elapsed > 0.0 else None
+        entry.censor_at = elapsed if new is not None else math.nan
+        entry.censor_run = run
+        if new is None and math.isnan(old):
+            return
+        self.model.censor(kind, "run" if run else "queue", None if math.isnan(old) else old, new)
 
     def _transition(
         self, entry: Entry, at: float, previous: TaskStatus, status: TaskStatus
@@ -368,7 +406,9 @@ class Schedule:
         policy = self.policy
         queue = self.model.queue(entry.kind) if policy.learn else None
         run = self.model.run(entry.kind) if policy.learn else None
-        if queue is None or run is None:
+        # The generic prior is too vague for a safety net: only finished jobs move it earlier.
+        seen = entry.kind is not None and min(self.model.samples(entry.kind)) >= policy.min_samples
+        if queue is None or run is None or not seen:
             return policy.webhook_first_poll
         tail = (queue.ppf(0.999) + run.ppf(0.999)) * policy.webhook_margin
         return max(policy.webhook_min_first_poll, tail)
@@ -395,14 +435,19 @@ class Schedule:
             queue = self.model.queue(entry.kind) if policy.learn else None
             if run is None or queue is None or math.isnan(entry.submitted_at):
                 return None
-            return place_next(
+            gap = place_next(
                 queue,
                 at - entry.submitted_at,
-                mass=0.25,
+                mass=policy.queue_mass_per_poll,
                 approach=False,
                 min_gap=policy.min_interval,
                 max_gap=max(policy.min_interval, policy.start_precision * run.sd),
             )
+            # A run may start right after this poll: look again before even a short one can end.
+            cap = run.ppf(_EARLY_END)
+            if policy.max_jump is not None:
+                cap = min(cap, policy.max_jump)
+            return min(gap, max(policy.min_interval, cap))
         if entry.status is not TaskStatus.RUNNING or math.isnan(entry.run_hi):
             return None
         lo = entry.run_lo if not math.isnan(entry.run_lo) else entry.submitted_at
@@ -415,10 +460,11 @@ class Schedule:
         dist = run.widened(width / math.sqrt(12.0)) if run is not None else None
         probe = math.inf
         mass = policy.mass_per_poll
+        hinted = False
         if policy.use_progress and progress is not None:
             estimate = self._with_progress(entry, dist, at, elapsed, width, progress)
             if estimate is not None:
-                dist, mass = estimate, policy.progress_mass_per_poll
+                dist, mass, hinted = estimate, policy.progress_mass_per_poll, True
             elif dist is not None:
                 # The server sends hints but none is usable yet: read one early, at about a
                 # quarter of the run, instead of jumping straight to the completion window.
@@ -428,6 +474,12 @@ class Schedule:
         gap = place_next(
             dist, elapsed, mass=mass, min_gap=policy.min_interval, max_gap=policy.max_interval
         )
+        if hinted:
+            # A progress estimate is narrow and its coarse mass would step over its whole lower
+            # edge (the hints' error is bounded, not lognormal): stop just before that edge first.
+            edge = dist.ppf(_PROGRESS_EDGE) - elapsed
+            if edge > policy.min_interval:
+                gap = min(gap, edge)
         if policy.max_jump is not None:
             gap = min(gap, max(policy.min_interval, policy.max_jump))
         return min(gap, probe)

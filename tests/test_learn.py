@@ -7,7 +7,15 @@ import random
 
 import pytest
 
-from relaydance_async._learn import LogNormal, LogStats, TimingModel, place_next
+from relaydance_async._learn import (
+    _APPROACH,
+    LogNormal,
+    LogStats,
+    PhaseFit,
+    TimingModel,
+    place_next,
+    prior_run,
+)
 from relaydance_async.models import JobKind
 
 KIND = JobKind("m", "720p", 5)
@@ -75,10 +83,11 @@ def test_placement_skips_where_completion_is_improbable() -> None:
     dist = LogNormal(math.log(300.0), 0.2)
     gap = place_next(dist, 0.0, mass=0.08, min_gap=3.0, max_gap=8.0)
     assert gap > 150.0
-    # The approach to the window is in quarter steps, so few early completions wait long.
-    assert dist.cdf(gap) == pytest.approx(0.02, rel=0.01)
+    # The approach to the window is in smaller steps, so few early completions wait long.
+    assert dist.cdf(gap) == pytest.approx(0.08 * _APPROACH, rel=0.01)
     nxt = place_next(dist, gap, mass=0.08, min_gap=3.0, max_gap=8.0)
-    assert dist.cdf(gap + nxt) == pytest.approx(0.04, rel=0.01)
+    assert dist.cdf(gap + nxt) == pytest.approx(0.16 * _APPROACH, rel=0.01)
+    assert _APPROACH < 0.5
 
 
 def test_placement_is_dense_near_the_median_and_bounded_after() -> None:
@@ -107,3 +116,65 @@ def test_model_round_trips_through_json_data() -> None:
     assert (again.mu, again.sigma) == (run.mu, run.sigma)
     with pytest.raises(ValueError, match="timing model"):
         TimingModel.from_dict({"kinds": []})
+
+
+def test_censored_points_correct_a_fit_from_early_finishers() -> None:
+    """Jobs still running at 100 s pull the fit up from the two that ended at about 20 s."""
+    naive = PhaseFit(window=500)
+    censored = PhaseFit(window=500)
+    for d in (19.0, 21.0):
+        naive.add(d)
+        censored.add(d)
+    for _ in range(40):
+        censored.censor(None, 100.0)
+    before = naive.dist(2)
+    after = censored.dist(2)
+    assert before is not None
+    assert after is not None
+    assert before.median == pytest.approx(20.0, rel=0.05)
+    assert after.median > 60.0
+    for _ in range(40):
+        censored.censor(100.0, None)
+    assert censored.censored == 0
+    assert censored.bins == {}
+
+
+def test_censored_fit_recovers_a_burst_half_finished() -> None:
+    """Half a burst finished and half still running: the censored fit finds the true median."""
+    rng = random.Random(5)
+    fit = PhaseFit(window=10_000, prior=prior_run(KIND))
+    durations = [rng.lognormvariate(math.log(110.0), 0.2) for _ in range(4000)]
+    now = 110.0
+    for d in durations:
+        if d <= now:
+            fit.add(d)
+        else:
+            fit.censor(None, now)
+    dist = fit.dist(8)
+    assert dist is not None
+    assert dist.median == pytest.approx(110.0, rel=0.05)
+    assert dist.sigma == pytest.approx(0.2, rel=0.2)
+
+
+def test_prior_grows_with_resolution_and_seconds() -> None:
+    """The generic prior expects longer runs for more pixels and longer clips, and is wide."""
+    short = prior_run(JobKind("m", "720p", 5))
+    longer = prior_run(JobKind("m", "720p", 10))
+    bigger = prior_run(JobKind("m", "1080p", 10))
+    unsaid = prior_run(JobKind("m"))
+    assert short.median < longer.median < bigger.median
+    assert unsaid.median == pytest.approx(short.median)
+    assert prior_run(KIND, scale=0.01).median == pytest.approx(0.01 * short.median)
+    assert short.sigma >= 0.5
+
+
+def test_model_with_a_prior_reports_a_kind_never_seen() -> None:
+    """With ``prior_scale`` set, a never-seen kind already has queue and run predictions."""
+    model = TimingModel(prior_scale=1.0)
+    run, queue = model.run(KIND), model.queue(KIND)
+    assert run is not None
+    assert queue is not None
+    assert run.median == pytest.approx(prior_run(KIND).median)
+    assert model.run(None) is None
+    again = TimingModel.from_dict(model.to_dict())
+    assert again.prior_scale == 1.0

@@ -16,6 +16,9 @@ def test_defaults_are_documented_values() -> None:
     assert policy.learn is True
     assert policy.max_concurrent_polls == 64
     assert policy.webhook_first_poll == 900.0
+    assert policy.prior_scale == 1.0
+    assert policy.queue_mass_per_poll == 0.5
+    assert policy.start_precision == 3.0
 
 
 def test_submitted_backoff_grows_to_its_cap() -> None:
@@ -71,6 +74,9 @@ def test_scaled_multiplies_durations_only() -> None:
     assert policy.min_samples == PollPolicy().min_samples
     assert policy.mass_per_poll == PollPolicy().mass_per_poll
     assert attrs.evolve(PollPolicy(max_wait=None)).scaled(2.0).max_wait is None
+    # The prior's time unit scales with the rest; no prior stays no prior.
+    assert policy.prior_scale == pytest.approx(0.01)
+    assert PollPolicy(prior_scale=None).scaled(0.5).prior_scale is None
 
 
 @pytest.mark.parametrize(
@@ -81,6 +87,8 @@ def test_scaled_multiplies_durations_only() -> None:
         {"submitted_growth": 0.5},
         {"jitter": 1.0},
         {"max_concurrent_polls": 0},
+        {"prior_scale": 0.0},
+        {"queue_mass_per_poll": 0.0},
     ],
 )
 def test_invalid_knobs_are_refused(field: dict[str, float]) -> None:

@@ -20,8 +20,8 @@ def _schedule(**knobs: object) -> Schedule:
 
 
 def test_first_poll_comes_after_first_poll_delay() -> None:
-    """Nothing is due before ``first_poll``; the job is due exactly then."""
-    s = _schedule(first_poll=2.0)
+    """Without a prior, nothing is due before ``first_poll``; the job is due exactly then."""
+    s = _schedule(first_poll=2.0, prior_scale=None)
     entry = s.add("t1", 100.0, kind=KIND)
     assert s.pop_due(101.9) is None
     assert s.next_due() == pytest.approx(102.0)
@@ -209,3 +209,55 @@ def test_unusable_progress_falls_back_to_plain_backoff() -> None:
     s.pop_due(0.0)
     s.on_task(entry, 1.0, TaskStatus.RUNNING, 2.0)
     assert entry.due == pytest.approx(6.0)
+
+
+def test_prior_places_a_never_seen_kind_from_its_first_poll() -> None:
+    """With the generic prior, a first job's polls skip the early run (no 5 s loop)."""
+    s = _schedule(jitter=0.0, max_jump=None)
+    kind = JobKind("never-seen", "1080p", 15)
+    entry = s.add("t1", 0.0, kind=kind)
+    assert s.pop_due(entry.due) == (Action.POLL, entry)
+    t = entry.due
+    s.on_task(entry, t, TaskStatus.RUNNING)
+    # The prior expects minutes for a 15 s 1080p clip: the next poll jumps well past 5 s.
+    assert entry.due - t > 30.0
+
+
+def test_unfinished_jobs_are_told_to_the_model_until_they_end() -> None:
+    """Each job still in a phase is one censored point of its kind; it leaves when the job ends."""
+    model = TimingModel(min_samples=2)
+    policy = PollPolicy(jitter=0.0, first_poll=0.0, prior_scale=None)
+    entries = []
+    for i in range(3):
+        s = Schedule(policy, model, random.Random(i))
+        entry = s.add(f"t{i}", 0.0, kind=KIND)
+        for t, status in ((1.0, TaskStatus.SUBMITTED), (2.0, TaskStatus.RUNNING)):
+            assert s.pop_due(entry.due) == (Action.POLL, entry)
+            s.on_task(entry, t, status)
+        entries.append((s, entry))
+    fits = model._stats(KIND)
+    assert (fits.queue.censored, fits.run.censored) == (0, 3)
+    s, entry = entries[0]
+    s.pop_due(entry.due)
+    s.on_task(entry, 50.0, TaskStatus.FAILED)
+    entries[1][0].cancel(entries[1][1])
+    assert fits.run.censored == 1
+
+
+def test_a_queued_job_is_polled_before_a_short_run_could_end() -> None:
+    """However sparse queue polls are, the next comes before the earliest runs could be over."""
+    model = TimingModel(min_samples=2)
+    for _ in range(20):
+        model.observe_run(KIND, 20.0)
+        model.observe_run(KIND, 22.0)
+        # A long queue: its own spacing would wait far longer than a 20 s run.
+        model.observe_queue(KIND, 200.0)
+        model.observe_queue(KIND, 400.0)
+    s = Schedule(PollPolicy(jitter=0.0, start_precision=100.0), model, random.Random(0))
+    entry = s.add("t1", 0.0, kind=KIND)
+    assert s.pop_due(entry.due) == (Action.POLL, entry)
+    t = entry.due
+    s.on_task(entry, t, TaskStatus.SUBMITTED)
+    run = model.run(KIND)
+    assert run is not None
+    assert entry.due - t <= run.ppf(0.02) + 1e-9
