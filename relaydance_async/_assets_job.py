@@ -4,22 +4,19 @@ To the polling scheduler an asset job looks like a video job: its snapshot is a 
 is the asset's reference (``asset://<id>``, a namespace no task id shares) and whose status is the
 review status mapped (``Processing`` -> running, ``Active`` -> succeeded, ``Failed`` -> failed),
 and it brings its own ``_fetch``. So assets share the scheduler's one heap, one driver, its
-maximum wait and the client's request budget. The job keeps the ``Asset`` itself for users.
-
-Until the scheduler accepts such handles (``Scheduler.track_handle``), a job awaited on a client
-whose scheduler lacks it polls by itself with capped exponential backoff (a fallback).
+maximum wait and the client's request budget (``Scheduler.track_handle``). The job keeps the
+``Asset`` itself for users.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from relaydance_async._assets_wire import ASSET_SCHEME, Asset, AssetStatus
 from relaydance_async.exceptions import AssetFailedError, TaskTimeoutError
-from relaydance_async.models import Task, TaskStatus
+from relaydance_async.models import Task
 
 __all__ = ["AssetJob"]
 
@@ -51,7 +48,6 @@ class AssetJob:
     __slots__ = (
         "_asset",
         "_entry",
-        "_fallback",
         "_fetch_asset",
         "_future",
         "_outcome",
@@ -65,8 +61,6 @@ class AssetJob:
         self._entry: Any = None
         self._outcome: Any = _PENDING
         self._future: asyncio.Future[Asset] | None = None
-        self._fallback: tuple[float, float, float, float] | None = None
-        """Fallback polling (start, deadline, first interval, longest interval), when used."""
 
     def __repr__(self) -> str:
         return f"<AssetJob {self.asset_id} {self.status.value}{' done' if self.done() else ''}>"
@@ -123,8 +117,6 @@ class AssetJob:
         """
         if self._outcome is not _PENDING:
             return self.result()
-        if self._fallback is not None:
-            return await self._wait_fallback(timeout)
         fut = self._get_future()
         if timeout is None:
             return await asyncio.shield(fut)
@@ -198,25 +190,3 @@ class AssetJob:
         if self._future is None:
             self._future = asyncio.get_running_loop().create_future()
         return self._future
-
-    # -- fallback driver (scheduler without track_handle) --------------------------------------
-
-    async def _wait_fallback(self, timeout: float | None) -> Asset:
-        assert self._fallback is not None
-        start, deadline, delay, longest = self._fallback
-        loop = asyncio.get_running_loop()
-        limit = deadline if timeout is None else min(deadline, loop.time() + timeout)
-        while self._outcome is _PENDING:
-            task = await self._fetch(self.task_id)
-            if task.status in (TaskStatus.SUCCEEDED, TaskStatus.FAILED):
-                self._finish(self._asset)
-                break
-            now = loop.time()
-            if now >= deadline:
-                self._finish(TaskTimeoutError(self.reference, now - start, self._asset))
-                break
-            if now >= limit:
-                raise TaskTimeoutError(self.reference, timeout or 0.0, self._asset)
-            await asyncio.sleep(min(delay * random.uniform(0.8, 1.0), limit - now))
-            delay = min(delay * 1.5, longest)
-        return self.result()

@@ -23,9 +23,7 @@ from __future__ import annotations
 import os
 import urllib.parse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import anyio
+from typing import TYPE_CHECKING
 
 from relaydance_async._assets_http import envelope_call
 from relaydance_async._assets_job import AssetJob
@@ -265,15 +263,8 @@ class AssetClient:
     def _track(self, first: Asset, *, known: bool = True) -> AssetJob:
         job = AssetJob(first, self.retrieve)
         scheduler = self._client._scheduler_or_fail()
-        track_handle: Any = getattr(scheduler, "track_handle", None)
-        if track_handle is not None:
-            job._scheduler = scheduler
-            track_handle(job, max_wait=self.max_wait, known=known)
-        else:  # until the scheduler drives handles: poll when awaited, on its policy's pace
-            policy = scheduler.policy
-            now = anyio.current_time()
-            deadline = now + (self.max_wait or float("inf"))
-            job._fallback = (now, deadline, policy.running_interval, policy.running_max)
+        job._scheduler = scheduler
+        scheduler.track_handle(job, max_wait=self.max_wait, known=known)
         return job
 
 
