@@ -29,6 +29,9 @@ from relaydance_async.models import JobKind, Task, TaskStatus
 
 __all__ = ["Fetch", "JobHandle", "Scheduler"]
 
+_LINGER = 0.002
+"""Seconds a pool worker waits for the next due poll instead of exiting (dense schedules)."""
+
 log = logging.getLogger("relaydance_async.scheduler")
 
 _H = TypeVar("_H", bound="JobHandle")
@@ -338,7 +341,12 @@ class Scheduler:
                     now = loop.time()
                     popped = schedule.pop_due(now)
                     if popped is None:
-                        return
+                        due = schedule.next_due()
+                        if due is None or due - now > _LINGER:
+                            return
+                        # Due in a moment: wait here rather than hand it back to the driver.
+                        await asyncio.sleep(due - now)
+                        continue
                     action, entry = popped
                     if action is Action.POLL:
                         break
