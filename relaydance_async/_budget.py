@@ -4,7 +4,11 @@ Every request a client sends (polls, submits, uploads, downloads from the API ho
 ``async with budget.slot():``; every answer is reported back with ``on_success()`` or, for a 429,
 ``on_rate_limited(retry_after)``. The algorithm:
 
-* **Concurrency cap** (``Limits.max_in_flight``): a semaphore.
+* **Concurrency cap** (``Limits.max_in_flight``): a semaphore, opened by a **slow start**: a new
+  budget lets ``INITIAL_WINDOW`` requests out at once and one more per success, up to the cap
+  (TCP's slow start). Against a fast server the cap is reached within a few dozen answers; against
+  a rate-limited one, a cold client does not fire the whole cap into the server's token bucket
+  before the first 429 can tell it the limit.
 * **Pacing** at ``rate`` requests per second, as a virtual schedule (GCRA, the "leaky bucket as a
   meter"): a request books the instant ``t = max(now, next, paused_until)`` and sets
   ``next = t + 1 / rate``, so requests leave evenly spaced, never in bursts that would drain the
@@ -67,6 +71,7 @@ class RequestBudget:
     PROBE = 0.03
     OVERSHOOT = 1.5
     MIN_SERVED = 4
+    INITIAL_WINDOW = 8
 
     def __init__(
         self,
@@ -81,6 +86,10 @@ class RequestBudget:
         self._clock = clock
         self._sleep = sleep
         self._semaphore = anyio.Semaphore(limits.max_in_flight)
+        self._window = min(self.INITIAL_WINDOW, limits.max_in_flight)
+        self._in_flight = 0
+        self._window_opened: anyio.Event | None = None
+        self._held_by_window = False
         self._next = -math.inf
         self._paused_until = -math.inf
         self._last_cut = -math.inf
@@ -131,6 +140,9 @@ class RequestBudget:
             now: The clock time; the budget's clock when omitted.
         """
         self._successes += 1
+        if self._window < self._limits.max_in_flight:
+            self._window += 1
+            self._open_window()
         old = self._rate
         if old is None or self._cut_rate is None:
             return
@@ -173,7 +185,11 @@ class RequestBudget:
                 target = min(self._rate, measured)
             else:
                 target = self._rate
-            target *= self.DECREASE
+            if not self._held_by_window:
+                target *= self.DECREASE
+            # else: the slow start itself held the client below what got through, so the
+            # measured rate already sits under the server's limit; cutting again would undershoot.
+            self._held_by_window = False
         elif self._rate * since >= self.MIN_SERVED and self._rate > self.OVERSHOOT * measured:
             target = measured  # far above what the server lets through: drop to it at once
         else:
@@ -201,6 +217,16 @@ class RequestBudget:
         except anyio.WouldBlock:
             await self._semaphore.acquire()
         try:
+            while self._in_flight >= self._window:  # slow start: wait for the window to open
+                self._held_by_window = True
+                if self._window_opened is None:
+                    self._window_opened = anyio.Event()
+                await self._window_opened.wait()
+            self._in_flight += 1
+        except BaseException:
+            self._semaphore.release()
+            raise
+        try:
             epoch = self.epoch
             delay = self.reserve(self._clock())
             while delay > 0:
@@ -211,8 +237,18 @@ class RequestBudget:
                 epoch = self.epoch
                 delay = self.reserve(self._clock())
         except BaseException:
-            self._semaphore.release()
+            self._leave()
             raise
+
+    def _open_window(self) -> None:
+        opened, self._window_opened = self._window_opened, None
+        if opened is not None:
+            opened.set()
+
+    def _leave(self) -> None:
+        self._in_flight -= 1
+        self._semaphore.release()
+        self._open_window()
 
     async def __aexit__(
         self,
@@ -220,4 +256,4 @@ class RequestBudget:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._semaphore.release()
+        self._leave()

@@ -189,3 +189,38 @@ async def test_slot_waits_out_a_pause_that_starts_while_sleeping() -> None:
         pass
     assert slept[0] == pytest.approx(0.1)
     assert now[0] >= 5.05
+
+
+@pytest.mark.anyio
+async def test_slow_start_opens_the_cap_one_request_per_success() -> None:
+    """A new budget lets INITIAL_WINDOW requests out at once, then one more per success."""
+    budget = RequestBudget(Limits(max_in_flight=64))
+    inside = 0
+    release = anyio.Event()
+
+    async def one() -> None:
+        nonlocal inside
+        async with budget.slot():
+            inside += 1
+            await release.wait()
+        budget.on_success()
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(64):
+            tg.start_soon(one)
+        await anyio.wait_all_tasks_blocked()
+        assert inside == RequestBudget.INITIAL_WINDOW  # a cold client does not fire all 64
+        budget.on_success()
+        budget.on_success()
+        await anyio.wait_all_tasks_blocked()
+        assert inside == RequestBudget.INITIAL_WINDOW + 2
+        release.set()
+    assert inside == 64
+    async with anyio.create_task_group() as tg:  # warmed up: the whole cap at once
+        release = anyio.Event()
+        inside = 0
+        for _ in range(64):
+            tg.start_soon(one)
+        await anyio.wait_all_tasks_blocked()
+        assert inside == 64
+        release.set()
