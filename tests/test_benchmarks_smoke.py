@@ -1,0 +1,84 @@
+"""Smoke tests of the benchmark harness: it runs on a tiny workload and writes a valid report.
+
+Behaviour only: no performance figure is asserted (those belong to ``python -m benchmarks``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+# The benchmarks live beside the package, not in it: an sdist without them skips these tests.
+pytest.importorskip("benchmarks.bench_polling")
+
+from benchmarks import bench_polling, report
+from benchmarks.baselines import docs_schedule, fixed_interval, runway_schedule
+from benchmarks.workload import make_jobs
+
+
+def test_workload_is_reproducible_and_follows_its_arrivals() -> None:
+    """The same seed draws the same jobs; a burst arrives at 0, a Poisson stream spreads out."""
+    a, b = make_jobs(300, "burst", seed=3), make_jobs(300, "burst", seed=3)
+    assert [j.end for j in a] == [j.end for j in b]
+    assert all(j.submit_at == 0.0 for j in a)
+    poisson = make_jobs(300, "poisson", seed=3)
+    assert poisson[-1].submit_at > 100.0
+    assert all(0 < j.end - j.queue <= j.run + 1e-9 for j in a)
+    with pytest.raises(ValueError, match="arrivals"):
+        make_jobs(1, "steady")
+
+
+def test_fixed_interval_matches_a_literal_loop() -> None:
+    """The closed-form schedule of a fixed loop counts the same polls and lag as running it."""
+    rng = random.Random(1)
+    for _ in range(500):
+        end = rng.uniform(0.01, 400.0)
+        t, polls = 0.0, 1  # first GET right after submit
+        while t < end:
+            t += 5.0
+            polls += 1
+        assert fixed_interval(end, 5.0) == pytest.approx((polls, t - end))
+        assert docs_schedule(end, rng) == fixed_interval(end, 5.0)
+
+
+def test_runway_schedule_detects_after_the_end_within_one_sleep() -> None:
+    """The jittered loop's lag is never negative and below its longest sleep."""
+    rng = random.Random(2)
+    for end in (0.5, 30.0, 333.3):
+        polls, lag = runway_schedule(end, rng)
+        assert polls >= 1
+        assert 0.0 <= lag < 7.5
+
+
+def test_polling_harness_runs_on_a_tiny_workload_and_the_report_is_valid_json(
+    tmp_path: Path,
+) -> None:
+    """200 jobs through every policy, then the report writer emits strict JSON and a table."""
+    section = bench_polling.run(True, jobs=200, oracle_samples=300)
+    rows = section["scenarios"]["poisson"]
+    assert {"docs_5s", "openai_1s", "runway_6s_jitter", "oracle", "ours", "ours_webhooks"} <= set(
+        rows
+    )
+    docs = rows["docs_5s"]["all"]
+    assert docs["jobs"] == 200
+    assert 0.0 <= docs["lag_p50"] <= docs["lag_p95"] <= 5.0
+    assert rows["openai_1s"]["all"]["polls_per_job"] > docs["polls_per_job"]
+    assert all(isinstance(t["holds"], bool) for t in section["targets"])
+    result = report.write(
+        {"polling": section, "broken": {"error": "boom"}},
+        mode="quick",
+        durations={"polling": 1.0},
+        out_dir=tmp_path,
+    )
+    loaded = json.loads((tmp_path / "latest.json").read_text())  # strict: no NaN
+    assert loaded["machine"]["cpu_count"] >= 1
+    assert loaded["targets"] == result["targets"]
+    assert all(not isinstance(v, float) or math.isfinite(v) for v in loaded["machine"].values())
+    markdown = (tmp_path / "latest.md").read_text()
+    assert "| polling |" in markdown
+    assert "PASS" in markdown or "MISS" in markdown
+    assert "broken: boom" in markdown
