@@ -18,15 +18,19 @@ def _expose_pyenv_versions() -> None:
     """Let every pyenv-installed CPython answer to ``pythonX.Y`` (shims hide inactive ones)."""
     root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
     versions = root / "versions"
-    if not versions.is_dir() or "PYENV_VERSION" in os.environ:
+    if not versions.is_dir():
         return
     found = sorted(
         (p.name for p in versions.iterdir() if p.name.startswith(SUPPORTED)),
         key=lambda name: tuple(int(x) for x in name.split(".") if x.isdigit()),
         reverse=True,
     )
-    if found:
-        os.environ["PYENV_VERSION"] = ":".join(found)
+    # `pyenv exec` (how `python3 -m nox` starts) pins PYENV_VERSION to one version: keep it
+    # first and add the others after it.
+    current = [v for v in os.environ.get("PYENV_VERSION", "").split(":") if v]
+    wanted = current + [v for v in found if v not in current]
+    if wanted:
+        os.environ["PYENV_VERSION"] = ":".join(wanted)
 
 
 def _installed_pythons() -> list[str]:
