@@ -10,17 +10,15 @@ maximum wait and the client's request budget (``Scheduler.track_handle``). The j
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Generator
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from relaydance_async._assets_wire import ASSET_SCHEME, Asset, AssetStatus
-from relaydance_async.exceptions import AssetFailedError, TaskTimeoutError
+from relaydance_async._jobs import _PENDING, JobHandleBase
+from relaydance_async.exceptions import AssetFailedError
 from relaydance_async.models import Task
 
 __all__ = ["AssetJob"]
 
-_PENDING = object()
 
 FetchAsset = Callable[[str], Awaitable[Asset]]
 
@@ -36,7 +34,7 @@ def asset_task(asset: Asset) -> Task:
     )
 
 
-class AssetJob:
+class AssetJob(JobHandleBase[Asset]):
     """An awaitable handle on one asset review.
 
     ``await job`` returns the ``Active`` ``Asset`` (its ``reference`` is ``asset://<id>``) or
@@ -45,22 +43,12 @@ class AssetJob:
     ``asyncio.CancelledError`` (``cancel()`` was called). Jobs come from ``client.assets``.
     """
 
-    __slots__ = (
-        "_asset",
-        "_entry",
-        "_fetch_asset",
-        "_future",
-        "_outcome",
-        "_scheduler",
-    )
+    __slots__ = ("_asset", "_fetch_asset")
 
     def __init__(self, asset: Asset, fetch: FetchAsset) -> None:
+        super().__init__(None)  # the asset client sets the scheduler when it tracks the job
         self._asset = asset
         self._fetch_asset = fetch
-        self._scheduler: Any = None
-        self._entry: Any = None
-        self._outcome: Any = _PENDING
-        self._future: asyncio.Future[Asset] | None = None
 
     def __repr__(self) -> str:
         return f"<AssetJob {self.asset_id} {self.status.value}{' done' if self.done() else ''}>"
@@ -85,60 +73,11 @@ class AssetJob:
         """``asset://<id>`` (usable only once the asset is ``Active``)."""
         return self._asset.reference
 
-    def done(self) -> bool:
-        """Whether the review has ended (or the job timed out, was cancelled or closed)."""
-        return self._outcome is not _PENDING
+    def _describe(self) -> str:
+        return f"asset {self.asset_id}"
 
-    def result(self) -> Asset:
-        """The ``Active`` asset of a finished job, or its error raised.
-
-        Raises:
-            asyncio.InvalidStateError: The job has not ended yet.
-        """
-        if self._outcome is _PENDING:
-            raise asyncio.InvalidStateError(f"asset job {self.asset_id} has not ended")
-        if isinstance(self._outcome, BaseException):
-            raise self._outcome
-        outcome: Asset = self._outcome
-        return outcome
-
-    def __await__(self) -> Generator[Any, None, Asset]:
-        return self.wait().__await__()
-
-    async def wait(self, timeout: float | None = None) -> Asset:
-        """Wait for the review to end and return the ``Active`` asset.
-
-        Args:
-            timeout: Seconds to wait at most; the job keeps being watched when they run out.
-
-        Raises:
-            AssetFailedError: The review ended ``Failed``.
-            TaskTimeoutError: ``timeout`` or the job's maximum wait ran out.
-        """
-        if self._outcome is not _PENDING:
-            return self.result()
-        fut = self._get_future()
-        if timeout is None:
-            return await asyncio.shield(fut)
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except asyncio.TimeoutError:
-            if fut.done():
-                return fut.result()
-            raise TaskTimeoutError(self.reference, timeout, self._asset) from None
-
-    def cancel(self) -> bool:
-        """Stop watching at once (no further polls); awaiting the job raises ``CancelledError``.
-
-        Returns:
-            Whether the job was still being watched.
-        """
-        if self.done():
-            return False
-        if self._scheduler is not None:
-            self._scheduler._forget(self)
-        self._finish(asyncio.CancelledError(f"stopped watching asset {self.asset_id}"))
-        return True
+    def _snapshot(self) -> Asset:
+        return self._asset
 
     # -- what the scheduler sees and calls (the VideoJob handle interface) ---------------------
 
@@ -174,19 +113,4 @@ class AssetJob:
             )
         else:
             final = outcome
-        self._outcome = final
-        self._entry = None
-        fut = self._future
-        if fut is not None and not fut.done():
-            if isinstance(final, asyncio.CancelledError):
-                fut.cancel(str(final) or None)
-            elif isinstance(final, BaseException):
-                fut.set_exception(final)
-                fut.exception()  # the job re-raises it to every waiter: never "unretrieved"
-            else:
-                fut.set_result(final)
-
-    def _get_future(self) -> asyncio.Future[Asset]:
-        if self._future is None:
-            self._future = asyncio.get_running_loop().create_future()
-        return self._future
+        self._settle_outcome(final)

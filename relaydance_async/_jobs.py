@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Generator, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from relaydance_async.exceptions import TaskFailedError, TaskTimeoutError
 from relaydance_async.models import Task, TaskStatus
@@ -18,12 +18,128 @@ from relaydance_async.models import Task, TaskStatus
 if TYPE_CHECKING:
     from relaydance_async._scheduler import Scheduler
 
-__all__ = ["VideoJob", "as_completed", "gather"]
+__all__ = ["JobHandleBase", "VideoJob", "as_completed", "gather"]
 
 _PENDING = object()
 
 
-class VideoJob:
+_T = TypeVar("_T")
+
+
+class JobHandleBase(Generic[_T]):
+    """What every awaitable job shares: one outcome, a future made only when awaited, cancel.
+
+    Subclasses (``VideoJob``, ``AssetJob``) say what their snapshot is and how an outcome is
+    reached; the scheduler drives them all alike.
+    """
+
+    __slots__ = ("_entry", "_future", "_outcome", "_scheduler")
+
+    def __init__(self, scheduler: Any) -> None:
+        self._scheduler = scheduler
+        self._entry: Any = None
+        self._outcome: Any = _PENDING
+        self._future: asyncio.Future[_T] | None = None
+
+    @property
+    def task_id(self) -> str:
+        """The scheduler's key for this job."""
+        raise NotImplementedError
+
+    def _snapshot(self) -> Any:
+        """The latest snapshot, carried by a timeout error."""
+        raise NotImplementedError
+
+    def _describe(self) -> str:
+        return f"task {self.task_id}"
+
+    def done(self) -> bool:
+        """Whether the job has ended (succeeded, failed, timed out, cancelled or closed)."""
+        return self._outcome is not _PENDING
+
+    def cancelled(self) -> bool:
+        """Whether ``cancel()`` ended the job."""
+        return isinstance(self._outcome, asyncio.CancelledError)
+
+    def result(self) -> _T:
+        """The result of a finished job, or its error raised.
+
+        Raises:
+            asyncio.InvalidStateError: The job has not ended yet.
+        """
+        outcome = self._outcome
+        if outcome is _PENDING:
+            raise asyncio.InvalidStateError(f"job for {self._describe()} has not ended")
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome  # type: ignore[no-any-return]
+
+    def exception(self) -> BaseException | None:
+        """The error a finished job ended with, or None if it succeeded or is still waiting."""
+        return self._outcome if isinstance(self._outcome, BaseException) else None
+
+    def _get_future(self) -> asyncio.Future[_T]:
+        fut = self._future
+        if fut is None:
+            fut = self._future = asyncio.get_running_loop().create_future()
+            if self._outcome is not _PENDING:
+                _settle(fut, self._outcome)
+        return fut
+
+    def __await__(self) -> Generator[Any, None, _T]:
+        return self.wait().__await__()
+
+    async def wait(self, timeout: float | None = None) -> _T:
+        """Wait for the job to end and return its result.
+
+        Args:
+            timeout: Seconds to wait at most. When they run out, ``TaskTimeoutError`` is raised
+                but the job keeps being watched (wait again later, or ``cancel()`` it).
+
+        Raises:
+            TaskFailedError: The task ended failed or cancelled server-side (video jobs).
+            AssetFailedError: The review ended ``Failed`` (asset jobs).
+            TaskTimeoutError: ``timeout`` or the job's maximum wait ran out.
+        """
+        if self._outcome is not _PENDING:
+            return self.result()
+        fut = self._get_future()
+        if timeout is None:
+            return await asyncio.shield(fut)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except asyncio.TimeoutError:
+            if fut.done():  # ended at the very moment the timeout fired
+                return fut.result()
+            raise TaskTimeoutError(self.task_id, timeout, self._snapshot()) from None
+
+    def cancel(self) -> bool:
+        """Stop watching at once: no further polls; awaiting the job raises ``CancelledError``.
+
+        Nothing is cancelled server-side (the APIs have no such call).
+
+        Returns:
+            Whether the job was still being watched.
+        """
+        if self.done():
+            return False
+        if self._scheduler is not None:
+            self._scheduler._forget(self)
+        self._finish(asyncio.CancelledError(f"stopped watching {self._describe()}"))
+        return True
+
+    def _finish(self, outcome: Any) -> None:
+        raise NotImplementedError
+
+    def _settle_outcome(self, outcome: Any) -> None:
+        """Record the job's final outcome and hand it to whoever awaits."""
+        self._outcome = outcome
+        self._entry = None
+        if self._future is not None:
+            _settle(self._future, outcome)
+
+
+class VideoJob(JobHandleBase[Task]):
     """An awaitable handle on one video task, resolved by the client's scheduler.
 
     ``await job`` returns the succeeded ``Task`` or raises: ``TaskFailedError`` (the task failed
@@ -34,22 +150,11 @@ class VideoJob:
     Jobs come from ``client.videos.submit`` and ``client.videos.watch``; do not build them.
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_entry",
-        "_future",
-        "_listeners",
-        "_outcome",
-        "_scheduler",
-        "_task",
-    )
+    __slots__ = ("__weakref__", "_listeners", "_task")
 
     def __init__(self, scheduler: Scheduler, task: Task) -> None:
-        self._scheduler = scheduler
+        super().__init__(scheduler)
         self._task = task
-        self._entry: Any = None
-        self._outcome: Any = _PENDING
-        self._future: asyncio.Future[Task] | None = None
         self._listeners: list[asyncio.Queue[Task | None]] | None = None
 
     def __repr__(self) -> str:
@@ -71,67 +176,6 @@ class VideoJob:
     def status(self) -> TaskStatus:
         """The latest status seen."""
         return self._task.status
-
-    def done(self) -> bool:
-        """Whether the job has ended (succeeded, failed, timed out, cancelled or closed)."""
-        return self._outcome is not _PENDING
-
-    def cancelled(self) -> bool:
-        """Whether ``cancel()`` ended the job."""
-        return isinstance(self._outcome, asyncio.CancelledError)
-
-    def result(self) -> Task:
-        """The succeeded ``Task`` of a finished job, or its error raised.
-
-        Raises:
-            asyncio.InvalidStateError: The job has not ended yet.
-        """
-        outcome = self._outcome
-        if outcome is _PENDING:
-            raise asyncio.InvalidStateError(f"job {self.task_id} has not ended")
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome  # type: ignore[no-any-return]
-
-    def exception(self) -> BaseException | None:
-        """The error a finished job ended with, or None if it succeeded or is still waiting."""
-        return self._outcome if isinstance(self._outcome, BaseException) else None
-
-    # -- waiting -------------------------------------------------------------------------------
-
-    def _get_future(self) -> asyncio.Future[Task]:
-        fut = self._future
-        if fut is None:
-            fut = self._future = asyncio.get_running_loop().create_future()
-            if self._outcome is not _PENDING:
-                _settle(fut, self._outcome)
-        return fut
-
-    def __await__(self) -> Generator[Any, None, Task]:
-        return self.wait().__await__()
-
-    async def wait(self, timeout: float | None = None) -> Task:
-        """Wait for the job to end and return its succeeded ``Task``.
-
-        Args:
-            timeout: Seconds to wait at most. When they run out, ``TaskTimeoutError`` is raised
-                but the job keeps being watched (wait again later, or ``cancel()`` it).
-
-        Raises:
-            TaskFailedError: The task ended failed or cancelled server-side.
-            TaskTimeoutError: ``timeout`` or the job's maximum wait ran out.
-        """
-        if self._outcome is not _PENDING:
-            return self.result()
-        fut = self._get_future()
-        if timeout is None:
-            return await asyncio.shield(fut)
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except asyncio.TimeoutError:
-            if fut.done():  # ended at the very moment the timeout fired
-                return fut.result()
-            raise TaskTimeoutError(self.task_id, timeout, self._task) from None
 
     async def updates(self) -> AsyncIterator[Task]:
         """Yield the task each time its status or progress changes, up to and including its end.
@@ -159,19 +203,8 @@ class VideoJob:
             if self._listeners is not None and queue in self._listeners:
                 self._listeners.remove(queue)
 
-    def cancel(self) -> bool:
-        """Stop watching the job at once: no further polls; awaiting it raises ``CancelledError``.
-
-        The task itself is not cancelled server-side (the API has no such call).
-
-        Returns:
-            Whether the job was still being watched.
-        """
-        if self.done():
-            return False
-        self._scheduler._forget(self)
-        self._finish(asyncio.CancelledError(f"stopped watching task {self.task_id}"))
-        return True
+    def _snapshot(self) -> Task:
+        return self._task
 
     # -- what the scheduler calls ----------------------------------------------------------------
 
@@ -195,16 +228,13 @@ class VideoJob:
                 outcome_ = outcome
         else:
             outcome_ = outcome
-        self._outcome = outcome_
-        self._entry = None
-        if self._future is not None:
-            _settle(self._future, outcome_)
+        self._settle_outcome(outcome_)
         if self._listeners:
             for queue in self._listeners:
                 queue.put_nowait(None)
 
 
-def _settle(fut: asyncio.Future[Task], outcome: Any) -> None:
+def _settle(fut: asyncio.Future[Any], outcome: Any) -> None:
     if fut.done():
         return
     if isinstance(outcome, asyncio.CancelledError):
