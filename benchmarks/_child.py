@@ -114,13 +114,13 @@ def ours_client(url: str, key: str, poll: Any, **kw: Any) -> Any:
 
 
 def poll_policy(**kw: Any) -> Any:
-    from relaydance_async._policy import PollPolicy
+    from relaydance_async._sansio.polling.policy import PollPolicy
 
     return PollPolicy(**kw)
 
 
 def as_completed(handles: Any) -> Any:
-    from relaydance_async._jobs import as_completed as ours
+    from relaydance_async._client.jobs import as_completed as ours
 
     return ours(handles)
 
@@ -173,8 +173,8 @@ async def drive_jobs(
 def preload(contender: str) -> None:
     """Import our package before measuring, as the baselines' imports happen before too."""
     if contender == "ours":
-        import relaydance_async._jobs
-        import relaydance_async._policy  # noqa: F401
+        import relaydance_async._client.jobs
+        import relaydance_async._sansio.polling.policy  # noqa: F401
 
 
 async def e2e(a: dict[str, Any]) -> dict[str, Any]:
@@ -270,7 +270,7 @@ async def overhead(a: dict[str, Any]) -> dict[str, Any]:
         import attrs
 
         import relaydance_async as rd
-        from relaydance_async._policy import PollPolicy
+        from relaydance_async._sansio.polling.policy import PollPolicy
 
         policy = attrs.evolve(PollPolicy.fixed(1e-4), max_concurrent_polls=conc, max_wait=None)
         limits = rd.Limits(max_in_flight=conc, max_connections=conc)

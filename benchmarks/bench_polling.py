@@ -25,7 +25,7 @@ at all (every job is submitted before anything is learned), which the burst rows
 
 def to_sim_jobs(jobs: Sequence[Job]) -> list[Any]:
     """Our workload as ``_sim.SimJob`` (same timelines: the simulator only reads them)."""
-    from relaydance_async._sim import SimJob
+    from relaydance_async._sansio.polling.simulate import SimJob
     from relaydance_async.models import JobKind
 
     kinds: dict[Any, Any] = {}
@@ -71,7 +71,7 @@ def _baseline(jobs: Sequence[Job], fn: Callable[[float, random.Random], tuple[in
 
 
 def _ours(sim_jobs: list[Any], policy: Any, **kw: Any) -> dict[str, Any]:
-    from relaydance_async._sim import simulate
+    from relaydance_async._sansio.polling.simulate import simulate
 
     t0 = time.monotonic()
     r = simulate(sim_jobs, policy, **kw)
@@ -89,7 +89,7 @@ def run(
     quick: bool, *, jobs: int | None = None, oracle_samples: int | None = None
 ) -> dict[str, Any]:
     """Every policy over the workload, burst and Poisson; ``jobs``/``oracle_samples`` override."""
-    from relaydance_async._policy import PollPolicy
+    from relaydance_async._sansio.polling.policy import PollPolicy
 
     n = jobs or (10_000 if quick else 100_000)
     results: dict[str, Any] = {"jobs": n, "warm_after": WARM_AFTER, "scenarios": {}}

@@ -15,8 +15,8 @@ from typing import Any
 @contextlib.asynccontextmanager
 async def waiting_jobs() -> AsyncIterator[Callable[[str], Any]]:
     """Yield ``add(task_id) -> VideoJob`` on a live scheduler whose fetch never completes."""
-    from relaydance_async._policy import PollPolicy
-    from relaydance_async._scheduler import Scheduler
+    from relaydance_async._client.scheduler import Scheduler
+    from relaydance_async._sansio.polling.policy import PollPolicy
     from relaydance_async.models import JobKind, Task, TaskStatus
 
     never = asyncio.Event()

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from relaydance_async._client import AsyncRelayDance
-from relaydance_async._hosts import MediaHost, RelayDanceFiles, WaveSpeedHost
-from relaydance_async._jobs import VideoJob, as_completed, gather
-from relaydance_async._media_check import MediaInfo, acheck_media, check_media
-from relaydance_async._media_rules import KindRules, MediaKind, MediaRules, Range
-from relaydance_async._policy import PollPolicy
-from relaydance_async._settings import Limits, RetryPolicy, Timeout
+from relaydance_async._client.client import AsyncRelayDance
+from relaydance_async._client.hosts import MediaHost, RelayDanceFiles, WaveSpeedHost
+from relaydance_async._client.jobs import VideoJob, as_completed, gather
+from relaydance_async._sansio.polling.policy import PollPolicy
+from relaydance_async._sansio.settings import Limits, RetryPolicy, Timeout
 from relaydance_async.assets import (
     Asset,
     AssetClient,
@@ -57,6 +55,8 @@ from relaydance_async.exceptions import (
     UnprocessableEntityError,
     WebhookVerificationError,
 )
+from relaydance_async.media.check import MediaInfo, acheck_media, check_media
+from relaydance_async.media.rules import KindRules, MediaKind, MediaRules, Range
 from relaydance_async.models import (
     AudioRef,
     FirstFrame,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import relaydance_async as rd
-from relaydance_async._hosts import WaveSpeedHost
-from relaydance_async._policy import PollPolicy
+from relaydance_async._client.hosts import WaveSpeedHost
+from relaydance_async._sansio.polling.policy import PollPolicy
 from relaydance_async.assets import AssetClient, AssetProvider, AssetStatus
 from relaydance_async.exceptions import (
     APIStatusError,
@@ -282,7 +282,7 @@ async def test_batch_hooks_review_and_named_host(
     emu: Emulator, client: rd.AsyncRelayDance, tmp_path: Path
 ) -> None:
     """The batch hooks: a named host and review_reference use what the client was given."""
-    from relaydance_async._hosts import upload_to
+    from relaydance_async._client.hosts import upload_to
     from relaydance_async.assets import review_reference
     from relaydance_async.testing._assets import connect_media
 

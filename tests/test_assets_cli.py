@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from relaydance_async import _cli_media
-from relaydance_async._cli_common import UsageError, add_global_options
+from relaydance_async._cli import media as _cli_media
+from relaydance_async._cli.common import UsageError, add_global_options
 from tests._media_files import make_image
 
 FAST = ["--emulator", "--emulator-speed", "300", "--poll-interval", "0.02"]

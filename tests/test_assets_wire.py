@@ -8,23 +8,23 @@ from typing import Any
 import pytest
 
 import relaydance_async as rd
-from relaydance_async._assets_http import envelope_call
-from relaydance_async._assets_job import asset_task
-from relaydance_async._assets_wire import (
+from relaydance_async._http.envelope import envelope_call
+from relaydance_async._sansio.retry import Failure, Safety
+from relaydance_async.assets._job import asset_task
+from relaydance_async.assets._wire import (
     Asset,
     AssetStatus,
     AssetType,
     asset_from_wire,
     parse_timestamp,
 )
-from relaydance_async._retry import Failure, Safety
-from relaydance_async._transport import HTTPRequest, MockResponse, MockTransport, TransportError
 from relaydance_async.exceptions import (
     APIConnectionError,
     InternalServerError,
     PaymentRequiredError,
 )
 from relaydance_async.models import TaskStatus
+from relaydance_async.transport import HTTPRequest, MockResponse, MockTransport, TransportError
 
 WHEN = datetime(2026, 4, 20, 15, 30, tzinfo=timezone.utc)
 

@@ -10,11 +10,11 @@ from typing import Any
 import anyio
 import pytest
 
-from relaydance_async._client import AsyncRelayDance
-from relaydance_async._jobfile import JobFileError, parse_items
-from relaydance_async._journal import ItemRecord, ItemState, Journal
-from relaydance_async._policy import PollPolicy
+from relaydance_async._client.client import AsyncRelayDance
+from relaydance_async._sansio.polling.policy import PollPolicy
 from relaydance_async.batch import BatchStatus, JournalError, run_batch
+from relaydance_async.batch._jobfile import JobFileError, parse_items
+from relaydance_async.batch._journal import ItemRecord, ItemState, Journal
 from relaydance_async.models import VideoRequest
 from relaydance_async.testing import Emulator, EmulatorConfig
 

@@ -11,8 +11,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from relaydance_async._journal import ItemState, Journal, JournalError
 from relaydance_async.batch import BatchStatus, run_batch
+from relaydance_async.batch._journal import ItemState, Journal, JournalError
 from relaydance_async.exceptions import (
     APIConnectionError,
     BadRequestError,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from relaydance_async._client import AsyncRelayDance
-from relaydance_async._journal import ItemState, Journal
-from relaydance_async._policy import PollPolicy
+from relaydance_async._client.client import AsyncRelayDance
+from relaydance_async._sansio.polling.policy import PollPolicy
 from relaydance_async.batch import run_batch
+from relaydance_async.batch._journal import ItemState, Journal
 from relaydance_async.testing import Emulator, EmulatorConfig
 
 ITEMS = 10_000

@@ -8,8 +8,8 @@ import math
 import anyio
 import pytest
 
-from relaydance_async._budget import RequestBudget
-from relaydance_async._settings import Limits
+from relaydance_async._http.budget import RequestBudget
+from relaydance_async._sansio.settings import Limits
 
 
 def test_fixed_rate_spaces_requests_evenly() -> None:

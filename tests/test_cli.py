@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from relaydance_async._cli import main
-from relaydance_async._cli_common import redacted_command
-from relaydance_async._journal import ItemState, Journal
+from relaydance_async._cli.common import redacted_command
+from relaydance_async.batch._journal import ItemState, Journal
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = (ROOT / "relaydance_async/testing/data/clip.mp4").read_bytes()

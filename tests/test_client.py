@@ -12,8 +12,8 @@ import anyio
 import pytest
 
 import relaydance_async as rd
-from relaydance_async._retry import Failure
-from relaydance_async._transport import HTTPRequest, MockResponse, MockTransport, TransportError
+from relaydance_async._sansio.retry import Failure
+from relaydance_async.transport import HTTPRequest, MockResponse, MockTransport, TransportError
 
 FAST = rd.RetryPolicy(initial_backoff=0.001, max_backoff=0.002, max_retry_after=0.5)
 KEY = "sk-test-secret-key-123"

@@ -13,7 +13,7 @@ import attrs
 import pytest
 
 import relaydance_async as rd
-from relaydance_async._policy import PollPolicy
+from relaydance_async._sansio.polling.policy import PollPolicy
 from relaydance_async.testing import Emulator, EmulatorConfig, Faults, RateLimit
 
 DATA = Path(rd.__file__).parent / "testing" / "data"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import relaydance_async as rd
-from relaydance_async._transport import HTTPRequest, MockResponse, MockTransport
+from relaydance_async.transport import HTTPRequest, MockResponse, MockTransport
 
 CLIP = bytes(range(256)) * 1000  # 256,000 bytes
 FAST = rd.RetryPolicy(initial_backoff=0.001, max_backoff=0.001)

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 import relaydance_async as rd
-from relaydance_async._hosts import (
+from relaydance_async._client.hosts import (
     MediaHost,
     RelayDanceFiles,
     WaveSpeedHost,
     resolve_host,
     upload_to,
 )
-from relaydance_async._policy import PollPolicy
+from relaydance_async._sansio.polling.policy import PollPolicy
 from relaydance_async.exceptions import (
     AuthenticationError,
     BadRequestError,

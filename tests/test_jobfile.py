@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from relaydance_async._jobfile import (
+from relaydance_async.batch._jobfile import (
     JobFileError,
     item_from_request,
     parse_item,

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from relaydance_async._jobs import VideoJob, as_completed, gather
-from relaydance_async._policy import PollPolicy
-from relaydance_async._scheduler import Scheduler
+from relaydance_async._client.jobs import VideoJob, as_completed, gather
+from relaydance_async._client.scheduler import Scheduler
+from relaydance_async._sansio.polling.policy import PollPolicy
 from relaydance_async.exceptions import TaskFailedError, TaskTimeoutError
 from relaydance_async.models import TaskStatus
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from relaydance_async._journal import (
+from relaydance_async.batch._journal import (
     SCHEMA_VERSION,
     ItemRecord,
     ItemState,

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from relaydance_async._learn import (
+from relaydance_async._sansio.polling.timing import (
     _APPROACH,
     LogNormal,
     LogStats,

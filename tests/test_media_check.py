@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from relaydance_async._media_check import (
+from relaydance_async.exceptions import MediaCheckError, RequestValidationError
+from relaydance_async.media.check import (
     acheck_media,
     check_media,
     check_name_and_size,
     resolve_rules,
 )
-from relaydance_async._media_rules import (
+from relaydance_async.media.rules import (
     ASSET_RULES,
     MB,
     KindRules,
@@ -22,7 +23,6 @@ from relaydance_async._media_rules import (
     MediaRules,
     Range,
 )
-from relaydance_async.exceptions import MediaCheckError, RequestValidationError
 from tests._media_files import make_image, make_mp3, make_video, make_wav
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from relaydance_async._policy import PollPolicy, backoff_delay, error_delay, jittered
+from relaydance_async._sansio.polling.policy import PollPolicy, backoff_delay, error_delay, jittered
 from relaydance_async.models import TaskStatus
 
 

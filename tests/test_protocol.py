@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relaydance_async import exceptions as exc
-from relaydance_async._protocol import (
+from relaydance_async._sansio.protocol import (
     decode_error,
     decode_json,
     get_header,

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relaydance_async._retry import Decision, Failure, Safety, backoff, decide, retry_wait
-from relaydance_async._settings import RetryPolicy
+from relaydance_async._sansio.retry import Decision, Failure, Safety, backoff, decide, retry_wait
+from relaydance_async._sansio.settings import RetryPolicy
 
 POLICY = RetryPolicy(initial_backoff=0.5, max_backoff=20.0, multiplier=2.0, jitter=0.5)
 

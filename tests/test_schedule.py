@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from relaydance_async._learn import TimingModel
-from relaydance_async._policy import PollPolicy
-from relaydance_async._schedule import Action, Phase, Schedule
+from relaydance_async._sansio.polling.policy import PollPolicy
+from relaydance_async._sansio.polling.schedule import Action, Phase, Schedule
+from relaydance_async._sansio.polling.timing import TimingModel
 from relaydance_async.models import JobKind, TaskStatus
 
 KIND = JobKind("m", "720p", 5)

@@ -9,9 +9,9 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relaydance_async._learn import TimingModel
-from relaydance_async._policy import PollPolicy
-from relaydance_async._schedule import Action, Phase, Schedule
+from relaydance_async._sansio.polling.policy import PollPolicy
+from relaydance_async._sansio.polling.schedule import Action, Phase, Schedule
+from relaydance_async._sansio.polling.timing import TimingModel
 from relaydance_async.models import JobKind, TaskStatus
 
 KINDS = [JobKind("a", "720p", 5), JobKind("b", "1080p", 10), None]

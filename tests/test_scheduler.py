@@ -9,9 +9,9 @@ import tracemalloc
 import attrs
 import pytest
 
-from relaydance_async._policy import PollPolicy
-from relaydance_async._scheduler import Scheduler
-from relaydance_async._wire import task_from_wire
+from relaydance_async._client.scheduler import Scheduler
+from relaydance_async._sansio.polling.policy import PollPolicy
+from relaydance_async._sansio.wire import task_from_wire
 from relaydance_async.exceptions import (
     AuthenticationError,
     ClientStateError,

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 import relaydance_async as rd
-from relaydance_async._jobs import VideoJob
-from relaydance_async._policy import PollPolicy
+from relaydance_async._client.jobs import VideoJob
+from relaydance_async._sansio.polling.policy import PollPolicy
 from relaydance_async.testing import Emulator, EmulatorConfig, Faults, RateLimit
 from relaydance_async.webhooks import WebhookReceiver
 

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from relaydance_async._policy import PollPolicy
-from relaydance_async._sim import BENCH_KINDS, SimJob, bench_workload, simulate
+from relaydance_async._sansio.polling.policy import PollPolicy
+from relaydance_async._sansio.polling.simulate import BENCH_KINDS, SimJob, bench_workload, simulate
 from relaydance_async.models import JobKind, TaskStatus
 
 KIND = JobKind("m", "720p", 5)

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from relaydance_async._retry import Failure
-from relaydance_async._settings import Timeout
-from relaydance_async._transport import (
+from relaydance_async._sansio.retry import Failure
+from relaydance_async._sansio.settings import Timeout
+from relaydance_async.transport import (
     AiohttpTransport,
     HTTPRequest,
     MockResponse,

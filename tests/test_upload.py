@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from relaydance_async._upload import MultipartBody, guess_content_type, open_source
+from relaydance_async._http.upload import MultipartBody, guess_content_type, open_source
 from relaydance_async.exceptions import RequestValidationError
 
 

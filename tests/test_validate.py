@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relaydance_async._validate import validate_image_request, validate_video_request
+from relaydance_async._sansio.validate import validate_image_request, validate_video_request
 from relaydance_async.exceptions import RequestValidationError
 from relaydance_async.models import (
     AudioRef,

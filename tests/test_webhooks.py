@@ -12,8 +12,8 @@ import aiohttp
 import attrs
 import pytest
 
-from relaydance_async._policy import PollPolicy
-from relaydance_async._scheduler import Scheduler
+from relaydance_async._client.scheduler import Scheduler
+from relaydance_async._sansio.polling.policy import PollPolicy
 from relaydance_async.exceptions import ClientStateError
 from relaydance_async.models import TaskStatus
 from relaydance_async.webhooks import WebhookReceiver

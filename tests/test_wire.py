@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relaydance_async import _wire as wire
+from relaydance_async._sansio import wire as wire
 from relaydance_async.models import (
     AudioRef,
     FirstFrame,

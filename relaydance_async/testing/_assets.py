@@ -300,7 +300,7 @@ def connect_media(client: Any, state: EmulatorState) -> None:
     Sets ``client.media_hosts["wavespeed"]`` and ``client.assets``, which ``upload --host`` and
     asset review look up before building them from the environment.
     """
-    from relaydance_async._hosts import WaveSpeedHost
+    from relaydance_async._client.hosts import WaveSpeedHost
     from relaydance_async.assets import AssetClient, AssetProvider
 
     client.media_hosts["wavespeed"] = WaveSpeedHost(

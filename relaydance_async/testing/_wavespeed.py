@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 from aiohttp import BodyPartReader, web
 
-from relaydance_async._media_rules import WAVESPEED_RULES, MediaKind
+from relaydance_async.media.rules import WAVESPEED_RULES, MediaKind
 
 from ._http import json_response, register
 from ._relaydance import _safe_name, _store_part, _TooLarge

@@ -1,0 +1,1 @@
+"""``AsyncRelayDance``, its resources, media hosts, job handles and the scheduler driver."""

@@ -1,0 +1,480 @@
+"""``AsyncRelayDance``: the session manager every resource and the scheduler stand on."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import random
+import time
+import urllib.parse
+import warnings
+from collections.abc import AsyncIterable, Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import aiohttp
+import anyio
+
+from relaydance_async import exceptions as exc
+from relaydance_async._client.files import Files
+from relaydance_async._client.images import Images
+from relaydance_async._client.model_list import Models
+from relaydance_async._client.scheduler import Scheduler
+from relaydance_async._client.videos import Videos
+from relaydance_async._http.budget import RequestBudget
+from relaydance_async._http.download import download_to, resolve_destination, safe_name
+from relaydance_async._http.upload import ProgressCallback
+from relaydance_async._sansio.polling.policy import PollPolicy
+from relaydance_async._sansio.protocol import (
+    RequestSpec,
+    UncertainCreate,
+    decode_error,
+    decode_json,
+    parse_retry_after,
+    retrieve_video_path,
+)
+from relaydance_async._sansio.retry import Decision, Failure, decide, retry_wait
+from relaydance_async._sansio.settings import Limits, RetryPolicy, Timeout
+from relaydance_async._sansio.validate import check_http_url
+from relaydance_async._sansio.wire import task_from_wire
+from relaydance_async.models import Task, TaskStatus
+from relaydance_async.transport import AiohttpTransport, HTTPRequest, Transport, TransportError
+
+if TYPE_CHECKING:
+    from relaydance_async._client.hosts import MediaHost
+    from relaydance_async.assets import AssetClient
+    from relaydance_async.webhooks import WebhookReceiver
+
+__all__ = ["DEFAULT_BASE_URL", "AsyncRelayDance"]
+
+DEFAULT_BASE_URL = "https://relaydance.com/v1"
+log = logging.getLogger("relaydance_async")
+_T = TypeVar("_T")
+_DEFAULT_TIMEOUT = Timeout()
+_DEFAULT_LIMITS = Limits()
+_DEFAULT_RETRY = RetryPolicy()
+
+
+def _user_agent() -> str:
+    from relaydance_async import __version__
+
+    return (
+        f"relaydance-async/{__version__} aiohttp/{aiohttp.__version__} "
+        f"python/{platform.python_version()}"
+    )
+
+
+class AsyncRelayDance:
+    """The asyncio client for the RelayDance API; open it with ``async with``.
+
+    Args:
+        api_key: The API key; defaults to ``RELAYDANCE_API_KEY``.
+        base_url: The API root; defaults to ``RELAYDANCE_BASE_URL``, then
+            ``https://relaydance.com/v1``.
+        timeout: Connect, read and whole-request timeouts.
+        limits: Connection pool and shared request budget (concurrency, requests per second).
+        retry: Backoff and attempt limits; submits are retried only where safe.
+        poll: The polling scheduler's ``PollPolicy`` (defaults to ``PollPolicy()``).
+        webhooks: A ``WebhookReceiver``: submitted jobs then get a ``callback_url`` and are
+            resolved by callbacks, with polling as a slow safety net.
+        session: An ``aiohttp.ClientSession`` to borrow; the client never closes it.
+        media_host: Where ``files.upload`` puts files: a ``MediaHost`` (``WaveSpeedHost()``…,
+            called as ``await media_host.upload(client, source, ...)``); RelayDance's own
+            ``/files`` by default.
+        transport: Replace the HTTP transport (tests pass a ``MockTransport``).
+
+    Raises:
+        RelayDanceError: No API key was given and ``RELAYDANCE_API_KEY`` is not set.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: Timeout = _DEFAULT_TIMEOUT,
+        limits: Limits = _DEFAULT_LIMITS,
+        retry: RetryPolicy = _DEFAULT_RETRY,
+        poll: PollPolicy | None = None,
+        webhooks: WebhookReceiver | None = None,
+        session: aiohttp.ClientSession | None = None,
+        media_host: MediaHost | None = None,
+        transport: Transport | None = None,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get("RELAYDANCE_API_KEY")
+        if not key:
+            raise exc.RelayDanceError(
+                "no API key: pass api_key=... to AsyncRelayDance or set the "
+                "RELAYDANCE_API_KEY environment variable"
+            )
+        base = base_url or os.environ.get("RELAYDANCE_BASE_URL") or DEFAULT_BASE_URL
+        try:
+            check_http_url(base, "base_url")
+        except exc.RequestValidationError:
+            raise exc.RelayDanceError(
+                f"base_url must be an absolute http(s) URL (argument or RELAYDANCE_BASE_URL), "
+                f"got {base!r}"
+            ) from None
+        self._base_url = base.rstrip("/")
+        origin = urllib.parse.urlsplit(self._base_url)
+        self._origin = (origin.scheme, origin.netloc.lower())
+        self.timeout = timeout
+        self.limits = limits
+        self.retry = retry
+        self._poll = poll
+        self._webhooks = webhooks
+        self._session = session
+        self._media_host = media_host
+        self._transport: Transport | None = transport
+        self._state = "new"
+        self._budget: RequestBudget | None = None
+        self._scheduler: Scheduler | None = None
+        user_agent = _user_agent()
+        # Built once: the poll path reuses these dicts for every request.
+        self._headers: Mapping[str, str] = {
+            "Authorization": f"Bearer {key}",
+            "User-Agent": user_agent,
+            "Accept": "application/json",
+        }
+        self._json_headers: Mapping[str, str] = {
+            **self._headers,
+            "Content-Type": "application/json",
+        }
+        self._public_headers: Mapping[str, str] = {"User-Agent": user_agent}
+        self._download_headers: Mapping[str, str] = {
+            "Authorization": self._headers["Authorization"],
+            "User-Agent": user_agent,
+        }
+        self.files = Files(self)
+        """Uploads (``files.upload``)."""
+        self.videos = Videos(self)
+        """Video tasks (``create``, ``retrieve``, ``submit``, ``watch``, ``generate``)."""
+        self.models = Models(self)
+        """The models this key may use (``models.list``)."""
+        self.images = Images(self)
+        """Image generation (``images.generate``)."""
+        self.media_hosts: dict[str, MediaHost] = {}
+        """Media hosts by name for ``files.upload(host="name")`` (built from the environment
+        when a name is missing here, e.g. ``"wavespeed"`` from ``WAVESPEED_API_KEY``)."""
+        self._assets: AssetClient | None = None
+
+    def __repr__(self) -> str:
+        return f"<AsyncRelayDance base_url={self._base_url!r} state={self._state}>"
+
+    @property
+    def base_url(self) -> str:
+        """The API root every path is joined to."""
+        return self._base_url
+
+    @property
+    def budget(self) -> RequestBudget:
+        """The request budget shared by every request of this client (exists once open)."""
+        return self._opened()[1]
+
+    @property
+    def webhooks(self) -> WebhookReceiver | None:
+        """The ``WebhookReceiver`` given at construction, or ``None``."""
+        return self._webhooks
+
+    @property
+    def assets(self) -> AssetClient:
+        """Seedance asset review (``create``, ``retrieve``, ``watch``, ``upload``).
+
+        Built on first use from ``SEEDANCE_ASSET_API_KEY`` (and ``SEEDANCE_ASSET_BASE_URL``);
+        assign an ``AssetClient(client, api_key=..., provider=...)`` to configure it yourself.
+
+        Raises:
+            RelayDanceError: No asset key was configured.
+        """
+        if self._assets is None:
+            from relaydance_async.assets import AssetClient
+
+            self._assets = AssetClient(self)
+        return self._assets
+
+    @assets.setter
+    def assets(self, value: AssetClient) -> None:
+        self._assets = value
+
+    @property
+    def media_host(self) -> MediaHost | None:
+        """The media host ``files.upload`` uses, or ``None`` for RelayDance's ``/files``."""
+        return self._media_host
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def open(self) -> AsyncRelayDance:
+        """Open the connection pool, the request budget and the scheduler (idempotent).
+
+        Raises:
+            ClientStateError: The client was closed; build a new one.
+        """
+        if self._state == "open":
+            return self
+        if self._state == "closed":
+            raise exc.ClientStateError("this AsyncRelayDance is closed; create a new client")
+        if self._transport is None:
+            self._transport = AiohttpTransport(
+                timeout=self.timeout, limits=self.limits, session=self._session
+            )
+        self._budget = RequestBudget(self.limits)
+        self._scheduler = Scheduler(fetch=self._fetch_task_once, policy=self._poll or PollPolicy())
+        self._state = "open"
+        if self._webhooks is not None:
+            self._webhooks.attach(scheduler=self._scheduler, fetch=self._fetch_task_once)
+        return self
+
+    async def aclose(self) -> None:
+        """Stop the scheduler (failing jobs still waiting) and close the pool (idempotent).
+
+        A borrowed ``session`` is left open.
+        """
+        if self._state == "closed":
+            return
+        was_open = self._state == "open"
+        self._state = "closed"
+        if not was_open:
+            return
+        scheduler, self._scheduler = self._scheduler, None
+        transport = self._transport
+        with anyio.CancelScope(shield=True):
+            try:
+                if scheduler is not None:
+                    if self._webhooks is not None:
+                        self._webhooks.detach(scheduler)
+                    await scheduler.aclose()
+            finally:
+                if transport is not None:
+                    await transport.aclose()
+
+    async def __aenter__(self) -> AsyncRelayDance:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", None) == "open":
+            warnings.warn(
+                f"{self!r} was garbage-collected while open; use 'async with' or aclose()",
+                ResourceWarning,
+                stacklevel=2,
+            )
+
+    def _opened(self) -> tuple[Transport, RequestBudget]:
+        if self._state != "open" or self._transport is None or self._budget is None:
+            when = "before it was opened" if self._state == "new" else "after it was closed"
+            raise exc.ClientStateError(
+                f"AsyncRelayDance used {when}: use 'async with AsyncRelayDance() as client'"
+            )
+        return self._transport, self._budget
+
+    def _scheduler_or_fail(self) -> Scheduler:
+        self._opened()
+        assert self._scheduler is not None  # set whenever the client is open
+        return self._scheduler
+
+    # ---------------------------------------------------------------- requests
+
+    async def _attempt(self, request: HTTPRequest) -> tuple[int, Mapping[str, str], bytes]:
+        transport, budget = self._opened()
+        async with budget.slot():
+            response = await transport.send(request)
+            body = await response.read()
+        status = response.status
+        if status == 429:
+            wait = parse_retry_after(response.headers, time.time())
+            budget.on_rate_limited(None if wait is None else min(wait, self.retry.max_retry_after))
+        else:
+            budget.on_success()
+        return status, response.headers, body
+
+    @staticmethod
+    def _connection_error(error: TransportError, method: str, url: str) -> exc.APIError:
+        cls = exc.APITimeoutError if error.failure is Failure.TIMEOUT else exc.APIConnectionError
+        result = cls(f"{method} {url}: {error}", method=method, url=url)
+        result.__cause__ = error
+        return result
+
+    async def _fetch_task_once(self, task_id: str) -> Task:
+        """One GET of a task through the budget, no retries (the scheduler re-polls).
+
+        Raises:
+            NotFoundError: No such task.
+            APIError: Anything else went wrong; the scheduler decides when to try again.
+        """
+        url = self._base_url + retrieve_video_path(task_id)
+        try:
+            status, headers, body = await self._attempt(HTTPRequest("GET", url, self._headers))
+        except TransportError as error:
+            raise self._connection_error(error, "GET", url) from error
+        if status >= 400:
+            raise decode_error(status, headers, body, now=time.time(), method="GET", url=url)
+        return self._parse(task_from_wire, decode_json(body, method="GET", url=url), "GET", url)
+
+    @staticmethod
+    def _parse(parse: Callable[[Any], _T], data: Any, method: str, url: str) -> _T:
+        try:
+            return parse(data)
+        except (ValueError, TypeError, KeyError) as error:
+            raise exc.APIResponseValidationError(
+                f"unexpected answer: {error}", method=method, url=url
+            ) from error
+
+    async def _call(
+        self,
+        spec: RequestSpec,
+        *,
+        body: Callable[[], AsyncIterable[bytes]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_attempts: int | None = None,
+        uncertain: UncertainCreate | None = None,
+    ) -> Any:
+        """Send ``spec`` with the retry policy; return the decoded JSON answer.
+
+        Args:
+            spec: What to send.
+            body: Makes a fresh streamed body per attempt (uploads); else ``spec.json`` is sent.
+            headers: Headers for a streamed body (its content type and length).
+            max_attempts: Overrides ``retry.max_attempts`` (1 for a body read only once).
+            uncertain: For a create, what ``SubmissionUncertainError`` should carry.
+        """
+        url = self._base_url + spec.path
+        if body is not None:
+            base_headers: Mapping[str, str] = {**self._headers, **(headers or {}), **spec.headers}
+            payload: Any = None
+        elif spec.json is not None:
+            base_headers = (
+                {**self._json_headers, **spec.headers} if spec.headers else (self._json_headers)
+            )
+            payload = json.dumps(spec.json, separators=(",", ":"), allow_nan=False).encode()
+        else:
+            base_headers = {**self._headers, **spec.headers} if spec.headers else self._headers
+            payload = None
+        policy = self.retry
+        attempts = max_attempts if max_attempts is not None else policy.max_attempts
+        attempt = 0
+        while True:
+            attempt += 1
+            request = HTTPRequest(
+                spec.method,
+                url,
+                base_headers,
+                body() if body is not None else payload,
+                transfer=body is not None,
+            )
+            retry_after: float | None = None
+            try:
+                status, answer_headers, answer = await self._attempt(request)
+            except TransportError as failure:
+                error: exc.APIError = self._connection_error(failure, spec.method, url)
+                decision = decide(spec.safety, failure=failure.failure)
+                cause = _failure_cause(failure)
+            else:
+                if status < 400:
+                    return decode_json(answer, method=spec.method, url=url)
+                now = time.time()
+                error = decode_error(
+                    status, answer_headers, answer, now=now, method=spec.method, url=url
+                )
+                decision = decide(spec.safety, status=status)
+                if status in (429, 503):
+                    retry_after = parse_retry_after(answer_headers, now)
+                cause = f"the server answered {error}"
+            if decision is Decision.UNCERTAIN and uncertain is not None:
+                log.warning(
+                    "submit outcome unknown, not resent (Idempotency-Key %s): %s",
+                    uncertain.key,
+                    cause,
+                )
+                raise exc.SubmissionUncertainError(uncertain.request, uncertain.key, cause) from (
+                    error
+                )
+            if decision is not Decision.RETRY or attempt >= attempts:
+                raise error
+            wait = retry_wait(attempt, policy, random.random(), retry_after)
+            if wait is None:
+                raise error
+            log.info(
+                "%s %s failed (%s); retry %d of %d in %.2f s",
+                spec.method,
+                spec.path,
+                cause,
+                attempt,
+                attempts - 1,
+                wait,
+            )
+            await anyio.sleep(wait)
+
+    # ---------------------------------------------------------------- downloads
+
+    async def download(
+        self,
+        task_or_url: Task | str,
+        dest: str | os.PathLike[str],
+        *,
+        on_progress: ProgressCallback | None = None,
+    ) -> Path:
+        """Download a task's clip (or any URL) to ``dest``, atomically; return the file's path.
+
+        The bytes go to a temporary file beside the destination, which is renamed into place
+        once complete; after a broken connection the download resumes with ``Range`` where the
+        server allows it. A directory ``dest`` gets ``<task_id>.mp4`` (made safe). The API key is
+        sent only to the API's own host.
+
+        Args:
+            task_or_url: A succeeded ``Task`` or an http(s) URL.
+            dest: A file path, or an existing directory.
+            on_progress: Called as ``on_progress(received, total)``.
+
+        A succeeded task whose snapshot lacks the URL is read again first.
+
+        Raises:
+            RequestValidationError: The task has no clip URL, or ``dest``'s folder is missing.
+            DownloadError: The bytes could not all be fetched; nothing is left at ``dest``.
+        """
+        transport, budget = self._opened()
+        if isinstance(task_or_url, Task):
+            if not task_or_url.url and task_or_url.status is TaskStatus.SUCCEEDED:
+                # A snapshot without its URL (a replayed submit answer, say): read it afresh.
+                task_or_url = await self.videos.retrieve(task_or_url.id)
+            url = task_or_url.url
+            if not url:
+                raise exc.RequestValidationError(
+                    "task",
+                    f"task {task_or_url.id} has no clip URL (status {task_or_url.status.value})",
+                )
+            default = safe_name(task_or_url.id, "." + safe_name(task_or_url.format or "mp4"))
+        else:
+            url = task_or_url
+            stem = os.path.basename(urllib.parse.urlsplit(str(url)).path)
+            default = safe_name(stem or "download")
+        check_http_url(url, "url")
+        path = resolve_destination(dest, default)
+        parts = urllib.parse.urlsplit(url)
+        own_host = (parts.scheme, parts.netloc.lower()) == self._origin
+        return await download_to(
+            transport,
+            url,
+            path,
+            headers=self._download_headers if own_host else self._public_headers,
+            retry=self.retry,
+            budget=budget if own_host else None,
+            on_progress=on_progress,
+        )
+
+
+def _failure_cause(error: TransportError) -> str:
+    if error.failure is Failure.TIMEOUT:
+        return f"no answer in time after the request was sent ({error})"
+    if error.failure is Failure.DISCONNECT:
+        return f"the connection broke after the request was sent ({error})"
+    return str(error)  # pragma: no cover - CONNECT failures are always retried

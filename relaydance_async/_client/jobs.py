@@ -1,0 +1,304 @@
+"""VideoJob, the awaitable handle of one video task, and the fan-in helpers.
+
+``as_completed`` yields jobs as they end; ``gather`` waits for them all.
+
+A job is small on purpose (thousands wait at once): it keeps the latest ``Task`` snapshot and,
+only once somebody awaits it, one future. The scheduler (``_scheduler.py``) feeds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Generator, Iterable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from relaydance_async.exceptions import TaskFailedError, TaskTimeoutError
+from relaydance_async.models import Task, TaskStatus
+
+if TYPE_CHECKING:
+    from relaydance_async._client.scheduler import Scheduler
+
+__all__ = ["JobHandleBase", "VideoJob", "as_completed", "gather"]
+
+_PENDING = object()
+
+
+_T = TypeVar("_T")
+
+
+class JobHandleBase(Generic[_T]):
+    """What every awaitable job shares: one outcome, a future made only when awaited, cancel.
+
+    Subclasses (``VideoJob``, ``AssetJob``) say what their snapshot is and how an outcome is
+    reached; the scheduler drives them all alike.
+    """
+
+    __slots__ = ("_entry", "_future", "_outcome", "_scheduler")
+
+    def __init__(self, scheduler: Any) -> None:
+        self._scheduler = scheduler
+        self._entry: Any = None
+        self._outcome: Any = _PENDING
+        self._future: asyncio.Future[_T] | None = None
+
+    @property
+    def task_id(self) -> str:
+        """The scheduler's key for this job."""
+        raise NotImplementedError
+
+    def _snapshot(self) -> Any:
+        """The latest snapshot, carried by a timeout error."""
+        raise NotImplementedError
+
+    def _describe(self) -> str:
+        return f"task {self.task_id}"
+
+    def done(self) -> bool:
+        """Whether the job has ended (succeeded, failed, timed out, cancelled or closed)."""
+        return self._outcome is not _PENDING
+
+    def cancelled(self) -> bool:
+        """Whether ``cancel()`` ended the job."""
+        return isinstance(self._outcome, asyncio.CancelledError)
+
+    def result(self) -> _T:
+        """The result of a finished job, or its error raised.
+
+        Raises:
+            asyncio.InvalidStateError: The job has not ended yet.
+        """
+        outcome = self._outcome
+        if outcome is _PENDING:
+            raise asyncio.InvalidStateError(f"job for {self._describe()} has not ended")
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome  # type: ignore[no-any-return]
+
+    def exception(self) -> BaseException | None:
+        """The error a finished job ended with, or None if it succeeded or is still waiting."""
+        return self._outcome if isinstance(self._outcome, BaseException) else None
+
+    def _get_future(self) -> asyncio.Future[_T]:
+        fut = self._future
+        if fut is None:
+            fut = self._future = asyncio.get_running_loop().create_future()
+            if self._outcome is not _PENDING:
+                _settle(fut, self._outcome)
+        return fut
+
+    def __await__(self) -> Generator[Any, None, _T]:
+        return self.wait().__await__()
+
+    async def wait(self, timeout: float | None = None) -> _T:
+        """Wait for the job to end and return its result.
+
+        Args:
+            timeout: Seconds to wait at most. When they run out, ``TaskTimeoutError`` is raised
+                but the job keeps being watched (wait again later, or ``cancel()`` it).
+
+        Raises:
+            TaskFailedError: The task ended failed or cancelled server-side (video jobs).
+            AssetFailedError: The review ended ``Failed`` (asset jobs).
+            TaskTimeoutError: ``timeout`` or the job's maximum wait ran out.
+        """
+        if self._outcome is not _PENDING:
+            return self.result()
+        fut = self._get_future()
+        if timeout is None:
+            return await asyncio.shield(fut)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except asyncio.TimeoutError:
+            if fut.done():  # ended at the very moment the timeout fired
+                return fut.result()
+            raise TaskTimeoutError(self.task_id, timeout, self._snapshot()) from None
+
+    def cancel(self) -> bool:
+        """Stop watching at once: no further polls; awaiting the job raises ``CancelledError``.
+
+        Nothing is cancelled server-side (the APIs have no such call).
+
+        Returns:
+            Whether the job was still being watched.
+        """
+        if self.done():
+            return False
+        if self._scheduler is not None:
+            self._scheduler._forget(self)
+        self._finish(asyncio.CancelledError(f"stopped watching {self._describe()}"))
+        return True
+
+    def _finish(self, outcome: Any) -> None:
+        raise NotImplementedError
+
+    def _settle_outcome(self, outcome: Any) -> None:
+        """Record the job's final outcome and hand it to whoever awaits."""
+        self._outcome = outcome
+        self._entry = None
+        if self._future is not None:
+            _settle(self._future, outcome)
+
+
+class VideoJob(JobHandleBase[Task]):
+    """An awaitable handle on one video task, resolved by the client's scheduler.
+
+    ``await job`` returns the succeeded ``Task`` or raises: ``TaskFailedError`` (the task failed
+    or was cancelled server-side; it carries the ``Task``), ``TaskTimeoutError`` (the job's maximum
+    wait ran out), ``NotFoundError`` (the server does not know the task), ``ClientStateError``
+    (the client closed first) or ``asyncio.CancelledError`` (``cancel()`` was called).
+
+    Jobs come from ``client.videos.submit`` and ``client.videos.watch``; do not build them.
+    """
+
+    __slots__ = ("__weakref__", "_listeners", "_task")
+
+    def __init__(self, scheduler: Scheduler, task: Task) -> None:
+        super().__init__(scheduler)
+        self._task = task
+        self._listeners: list[asyncio.Queue[Task | None]] | None = None
+
+    def __repr__(self) -> str:
+        return f"<VideoJob {self.task_id} {self.status.value}{' done' if self.done() else ''}>"
+
+    # -- what users read -------------------------------------------------------------------------
+
+    @property
+    def task_id(self) -> str:
+        """The task id."""
+        return self._task.id
+
+    @property
+    def task(self) -> Task:
+        """The latest ``Task`` snapshot (status ``unknown`` before a watched job's first poll)."""
+        return self._task
+
+    @property
+    def status(self) -> TaskStatus:
+        """The latest status seen."""
+        return self._task.status
+
+    async def updates(self) -> AsyncIterator[Task]:
+        """Yield the task each time its status or progress changes, up to and including its end.
+
+        The current snapshot comes first. Iteration stops when the job ends (however it ends);
+        await the job afterwards for its result or error.
+        """
+        queue: asyncio.Queue[Task | None] = asyncio.Queue()
+        if self._listeners is None:
+            self._listeners = []
+        self._listeners.append(queue)
+        try:
+            last = self._task
+            yield last
+            if self.done():
+                return
+            while True:
+                task = await queue.get()
+                if task is None:
+                    return
+                if task is not last:
+                    last = task
+                    yield task
+        finally:
+            if self._listeners is not None and queue in self._listeners:
+                self._listeners.remove(queue)
+
+    def _snapshot(self) -> Task:
+        return self._task
+
+    # -- what the scheduler calls ----------------------------------------------------------------
+
+    def _update(self, task: Task) -> None:
+        """A fresh snapshot: keep it, and tell ``updates()`` iterators if anything changed."""
+        old = self._task
+        self._task = task
+        if self._listeners and (task.status is not old.status or task.progress != old.progress):
+            for queue in self._listeners:
+                queue.put_nowait(task)
+
+    def _finish(self, outcome: Task | BaseException) -> None:
+        """End the job with its succeeded task or its error (once; later calls are ignored)."""
+        if self._outcome is not _PENDING:
+            return
+        if isinstance(outcome, Task):
+            self._update(outcome)
+            if outcome.status is not TaskStatus.SUCCEEDED:
+                outcome_: Task | BaseException = TaskFailedError(outcome)
+            else:
+                outcome_ = outcome
+        else:
+            outcome_ = outcome
+        self._settle_outcome(outcome_)
+        if self._listeners:
+            for queue in self._listeners:
+                queue.put_nowait(None)
+
+
+def _settle(fut: asyncio.Future[Any], outcome: Any) -> None:
+    if fut.done():
+        return
+    if isinstance(outcome, asyncio.CancelledError):
+        fut.cancel(str(outcome) or None)
+    elif isinstance(outcome, BaseException):
+        fut.set_exception(outcome)
+        # The job keeps its outcome and raises it to every waiter: the future is plumbing, so
+        # asyncio must not log "exception was never retrieved" for it.
+        fut.exception()
+    else:
+        fut.set_result(outcome)
+
+
+async def as_completed(jobs: Iterable[VideoJob]) -> AsyncIterator[VideoJob]:
+    """Yield jobs as they end, in completion order (await each for its task or error).
+
+    Args:
+        jobs: The jobs to watch; each is yielded once.
+    """
+    pending = list(dict.fromkeys(jobs))
+    if not pending:
+        return
+    ready: asyncio.Queue[VideoJob] = asyncio.Queue()
+    hooked: list[tuple[asyncio.Future[Task], Any]] = []
+    for job in pending:
+        if job.done():
+            ready.put_nowait(job)
+            continue
+
+        def _ready(_: asyncio.Future[Task], job: VideoJob = job) -> None:
+            ready.put_nowait(job)
+
+        fut = job._get_future()
+        fut.add_done_callback(_ready)
+        hooked.append((fut, _ready))
+    try:
+        for _ in range(len(pending)):
+            yield await ready.get()
+    finally:
+        # Leaving early (break, error) must not leave callbacks on jobs that live on.
+        for fut, callback in hooked:
+            fut.remove_done_callback(callback)
+
+
+async def gather(jobs: Iterable[VideoJob], *, return_exceptions: bool = False) -> list[Any]:
+    """Wait for every job and return their tasks in the order given.
+
+    Args:
+        jobs: The jobs.
+        return_exceptions: Put each failed job's error in its place instead of raising the first.
+
+    Raises:
+        TaskFailedError: (and the others ``await job`` raises) the first job to fail, unless
+            ``return_exceptions``; the other jobs keep being watched.
+    """
+    job_list = list(jobs)
+    results: list[Any] = []
+    if return_exceptions:
+        for job in job_list:
+            try:
+                results.append(await job)
+            except Exception as exc:
+                results.append(exc)
+        return results
+    async for job in as_completed(job_list):
+        job.result()  # raise the first failure as it happens
+    return [job.result() for job in job_list]

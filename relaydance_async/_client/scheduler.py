@@ -1,0 +1,404 @@
+"""The asyncio driver of the polling scheduler: one task per client, a bounded pool of polls.
+
+All decisions live in ``_schedule.Schedule`` (pure); this module only sleeps until the earliest
+due poll, sends due polls (at most ``PollPolicy.max_concurrent_polls`` at once, each through the
+client's shared request budget via ``fetch``), and resolves ``VideoJob``s. A waiting job costs an
+entry and a heap item: no task, coroutine or timer of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar, cast
+
+from relaydance_async._client.jobs import VideoJob
+from relaydance_async._sansio.polling.policy import PollPolicy
+from relaydance_async._sansio.polling.schedule import Action, Entry, Phase, Schedule
+from relaydance_async._sansio.polling.timing import TimingModel
+from relaydance_async.exceptions import (
+    APIStatusError,
+    ClientStateError,
+    NotFoundError,
+    TaskTimeoutError,
+)
+from relaydance_async.models import JobKind, Task, TaskStatus
+
+__all__ = ["Fetch", "JobHandle", "Scheduler"]
+
+_LINGER = 0.002
+"""Seconds a pool worker waits for the next due poll instead of exiting (dense schedules)."""
+
+log = logging.getLogger("relaydance_async.scheduler")
+
+_H = TypeVar("_H", bound="JobHandle")
+
+Fetch = Callable[[str], Awaitable[Task]]
+"""One GET of a task through the client's request budget: ``async (task_id) -> Task``."""
+
+
+class JobHandle(Protocol):
+    """What the scheduler needs of a job it drives (``VideoJob``, or e.g. an asset review).
+
+    A handle may also bring its own ``_fetch(key) -> Task``; otherwise the scheduler's is used.
+    """
+
+    _entry: Any
+
+    @property
+    def task_id(self) -> str:
+        """The key the handle is tracked by."""
+
+    @property
+    def task(self) -> Task:
+        """The latest snapshot."""
+
+    def done(self) -> bool:
+        """Whether the handle has ended."""
+
+    def _update(self, task: Task) -> None:
+        """A fresh snapshot from a poll."""
+
+    def _finish(self, outcome: Task | BaseException) -> None:
+        """The end: a final snapshot or an error."""
+
+
+# Answers that no retry will change: the job fails with the error instead of polling on.
+_PERMANENT_STATUS = frozenset({400, 401, 403, 404})
+
+
+class Scheduler:
+    """Drives every ``VideoJob`` of one client from a single background task.
+
+    Args:
+        fetch: One GET of a task, raising ``NotFoundError`` for unknown tasks and other
+            ``APIError``s for trouble (transient ones are retried by polling again later).
+        policy: How polls are spaced; ``PollPolicy()`` if omitted.
+        model: A timing model to start from (shared between clients, or warmed); fresh if omitted.
+        rng: Random source for jitter.
+    """
+
+    def __init__(
+        self,
+        fetch: Fetch,
+        policy: PollPolicy | None = None,
+        *,
+        model: TimingModel | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._fetch = fetch
+        self.policy = policy or PollPolicy()
+        self._schedule = Schedule(self.policy, model, rng)
+        self._jobs: dict[str, JobHandle] = {}
+        self._driver: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._polls: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.polls_sent = 0
+        """Polls sent so far (answered or not)."""
+        self.poll_errors = 0
+        """Polls that failed transiently and were retried later."""
+        self.on_track: Callable[[JobHandle], None] | None = None
+        """Called with every job that starts being watched (the webhook receiver sets it, to
+        resolve jobs whose callback came before their submit's answer was tracked)."""
+
+    # -- public surface for the client and the webhook receiver ---------------------------------
+
+    @property
+    def model(self) -> TimingModel:
+        """The learned timing model."""
+        return self._schedule.model
+
+    @property
+    def waiting(self) -> int:
+        """Jobs being watched (waiting or with a poll in flight)."""
+        return len(self._jobs)
+
+    def track(
+        self,
+        task: Task,
+        *,
+        kind: JobKind | None = None,
+        webhook: bool = False,
+        max_wait: float | None = None,
+    ) -> VideoJob:
+        """Watch a task just submitted (``task`` is the submit answer).
+
+        Args:
+            task: The submit answer.
+            kind: The job's kind, for learned timing.
+            webhook: Whether a webhook receiver will bring its result (poll as a safety net).
+            max_wait: Its maximum wait; ``None`` takes ``policy.max_wait``.
+        """
+        if task.status is TaskStatus.SUCCEEDED and not task.url:
+            # An idempotent replay may answer "succeeded" with no clip: read it once instead.
+            return self.track_id(task.id, kind=kind, max_wait=max_wait)
+        job = self._track(task, kind=kind, webhook=webhook, max_wait=max_wait, known=True)
+        return cast(VideoJob, job)
+
+    def track_id(
+        self, task_id: str, *, kind: JobKind | None = None, max_wait: float | None = None
+    ) -> VideoJob:
+        """Watch a task submitted earlier, maybe by another process (polled at once).
+
+        Args:
+            task_id: The task id.
+            kind: The job's kind, if known.
+            max_wait: Its maximum wait from now; ``None`` takes ``policy.max_wait``.
+        """
+        placeholder = Task(id=task_id, status=TaskStatus.UNKNOWN)
+        job = self._track(placeholder, kind=kind, webhook=False, max_wait=max_wait, known=False)
+        return cast(VideoJob, job)
+
+    def job(self, task_id: str) -> JobHandle | None:
+        """The live job watching ``task_id``, if any."""
+        return self._jobs.get(task_id)
+
+    def deliver(self, task: Task) -> bool:
+        """Feed a task snapshot learned elsewhere (a confirmed webhook) to its job.
+
+        Returns:
+            Whether it ended a live job (False when no live job watches it or it is not final).
+        """
+        job = self._jobs.get(task.id)
+        if job is None or job.done():
+            return False
+        entry: Entry = job._entry
+        job._update(task)
+        if not task.status.is_terminal:
+            return False
+        self._schedule.resolve(entry, self._now(), task.status)
+        self._end(job, task)
+        return True
+
+    async def aclose(self) -> None:
+        """Stop the driver; fail every job still waiting with ``ClientStateError``. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for job in list(self._jobs.values()):
+            self._schedule.fail(job._entry)
+            self._end(job, ClientStateError(f"the client closed while task {job.task_id} waited"))
+        tasks = [t for t in (self._driver, *self._polls) if t is not None and not t.done()]
+        for t in tasks:
+            t.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        loop = self._loop or asyncio.get_running_loop()
+        return loop.time()
+
+    def track_handle(
+        self,
+        handle: _H,
+        *,
+        kind: JobKind | None = None,
+        max_wait: float | None = None,
+        known: bool = True,
+    ) -> _H:
+        """Drive another kind of job handle (e.g. an asset review) from this scheduler.
+
+        The handle shares the heap, the driver, the pool and the maximum wait with video jobs;
+        it is polled with its own ``_fetch`` when it has one.
+
+        Args:
+            handle: The handle; ``handle.task`` is its first snapshot, ``task_id`` its key.
+            kind: What timings to learn it by (None: plain backoff).
+            max_wait: Its maximum wait; ``None`` takes ``policy.max_wait``.
+            known: Whether it was created just now (False: polled at once).
+        """
+        self._track(
+            handle.task, kind=kind, webhook=False, max_wait=max_wait, known=known, handle=handle
+        )
+        return handle
+
+    def _track(
+        self,
+        task: Task,
+        *,
+        kind: JobKind | None,
+        webhook: bool,
+        max_wait: float | None,
+        known: bool,
+        handle: JobHandle | None = None,
+    ) -> JobHandle:
+        if self._closed:
+            raise ClientStateError("the client is closed")
+        existing = self._jobs.get(task.id)
+        if existing is not None and not existing.done() and handle is None:
+            return existing
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        job: JobHandle = VideoJob(self, task) if handle is None else handle
+        entry = self._schedule.add(
+            task.id,
+            loop.time(),
+            kind=kind,
+            status=task.status,
+            webhook=webhook,
+            max_wait=max_wait,
+            known_submit=known,
+            handle=job,
+        )
+        if entry.phase is Phase.DONE:  # already final when tracked
+            job._finish(task)
+            return job
+        job._entry = entry
+        self._jobs[task.id] = job
+        if self.on_track is not None:
+            self.on_track(job)
+        if self._driver is None:
+            self._driver = loop.create_task(self._run(), name="relaydance-scheduler")
+        elif entry.due <= (self._schedule.next_due() or math.inf):
+            self._wakeup()
+        return job
+
+    def _forget(self, job: JobHandle) -> None:
+        """``job.cancel()``: no further polls for it."""
+        if job._entry is not None:
+            self._schedule.cancel(job._entry)
+        if self._jobs.get(job.task_id) is job:
+            del self._jobs[job.task_id]
+
+    def _end(self, job: JobHandle, outcome: Task | BaseException) -> None:
+        if self._jobs.get(job.task_id) is job:
+            del self._jobs[job.task_id]
+        job._finish(outcome)
+
+    def _wakeup(self) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def _run(self) -> None:
+        try:
+            await self._drive()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # pragma: no cover - a bug: fail loudly, never hang waiters
+            log.exception("the polling scheduler crashed")
+            for job in list(self._jobs.values()):
+                self._end(job, ClientStateError(f"the polling scheduler crashed: {exc!r}"))
+            raise
+
+    async def _drive(self) -> None:
+        loop = asyncio.get_running_loop()
+        schedule = self._schedule
+        limit = self.policy.max_concurrent_polls
+        while not self._closed:
+            now = loop.time()
+            while schedule.in_flight < limit:
+                popped = schedule.pop_due(now)
+                if popped is None:
+                    break
+                action, entry = popped
+                if action is Action.EXPIRE:
+                    self._expire(entry, now)
+                    continue
+                poll = loop.create_task(self._poll_while_due(entry))
+                self._polls.add(poll)
+                poll.add_done_callback(self._polls.discard)
+            self._wake = loop.create_future()
+            due = schedule.next_due() if schedule.in_flight < limit else None
+            self._timer = loop.call_at(due, self._wakeup) if due is not None else None
+            try:
+                await self._wake
+            finally:
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+                self._wake = None
+
+    def _expire(self, entry: Entry, now: float) -> None:
+        job: JobHandle = entry.handle
+        self._end(job, TaskTimeoutError(job.task_id, now - entry.added_at, job.task))
+
+    async def _poll_while_due(self, entry: Entry) -> None:
+        """Poll ``entry``, then whatever else is due, in this one task (a pool worker).
+
+        Reusing the task for the next due poll, instead of waking the driver to start a new
+        task for it, keeps the per-poll cost of the scheduler small on a busy client.
+        """
+        loop = asyncio.get_running_loop()
+        schedule = self._schedule
+        try:
+            while True:
+                await self._poll(entry, entry.handle)
+                if self._closed:
+                    return
+                while True:
+                    now = loop.time()
+                    popped = schedule.pop_due(now)
+                    if popped is None:
+                        due = schedule.next_due()
+                        if due is None or due - now > _LINGER:
+                            return
+                        # Due in a moment: wait here rather than hand it back to the driver.
+                        await asyncio.sleep(due - now)
+                        continue
+                    action, entry = popped
+                    if action is Action.POLL:
+                        break
+                    self._expire(entry, now)
+        finally:
+            # The driver sleeps until the next due time it saw; wake it only if the heap now
+            # holds something sooner (or it slept with no timer, every slot being taken).
+            due = schedule.next_due()
+            timer = self._timer
+            if due is not None and (timer is None or due < timer.when()):
+                self._wakeup()
+
+    async def _poll(self, entry: Entry, job: JobHandle) -> None:
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        self.polls_sent += 1
+        fetch: Fetch = getattr(job, "_fetch", None) or self._fetch
+        try:
+            task = await fetch(entry.task_id)
+        except asyncio.CancelledError:
+            raise
+        except (NotFoundError, ClientStateError) as exc:
+            self._fail(entry, job, exc)
+        except APIStatusError as exc:
+            if exc.status_code in _PERMANENT_STATUS:
+                self._fail(entry, job, exc)
+            else:
+                self._retry_later(entry, exc)
+        except Exception as exc:
+            # Transient trouble (5xx, 429 beyond the budget's patience, resets, timeouts, an
+            # answer we could not parse) never fails a job: it is polled again later.
+            self._retry_later(entry, exc)
+        else:
+            if entry.phase is Phase.IN_FLIGHT:
+                try:
+                    job._update(task)
+                    done = self._schedule.on_task(
+                        entry, loop.time(), task.status, task.progress, sent
+                    )
+                except Exception as exc:  # pragma: no cover - a bug must not hang the job
+                    log.exception("could not record the answer for task %s", entry.task_id)
+                    self._fail(entry, job, exc)
+                else:
+                    if done:
+                        self._end(job, task)
+
+    def _fail(self, entry: Entry, job: JobHandle, exc: BaseException) -> None:
+        if entry.phase is not Phase.DONE:
+            self._schedule.fail(entry)
+            self._end(job, exc)
+
+    def _retry_later(self, entry: Entry, exc: BaseException) -> None:
+        self.poll_errors += 1
+        log.debug("poll of task %s failed, retrying later: %r", entry.task_id, exc)
+        self._schedule.on_error(entry, self._now())

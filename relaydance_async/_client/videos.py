@@ -1,0 +1,185 @@
+"""``client.videos``: submit, read and wait for video tasks."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from relaydance_async._client.jobs import VideoJob
+from relaydance_async._sansio.protocol import RequestSpec, UncertainCreate, retrieve_video_path
+from relaydance_async._sansio.retry import Safety
+from relaydance_async._sansio.validate import validate_video_request
+from relaydance_async._sansio.wire import request_to_wire, task_from_wire
+from relaydance_async.exceptions import (
+    APIResponseValidationError,
+    RequestValidationError,
+    SubmissionUncertainError,
+)
+from relaydance_async.models import JobKind, Task, VideoRequest
+
+if TYPE_CHECKING:
+    from relaydance_async._client.client import AsyncRelayDance
+
+__all__ = ["Videos", "build_request", "new_idempotency_key"]
+
+
+def new_idempotency_key() -> str:
+    """A fresh ``Idempotency-Key`` (random, 122 bits)."""
+    return f"rd-{uuid.uuid4().hex}"
+
+
+def _check_key(key: object) -> str:
+    if (
+        not isinstance(key, str)
+        or not 1 <= len(key) <= 255
+        or not all(33 <= ord(char) <= 126 for char in key)
+    ):
+        raise RequestValidationError(
+            "idempotency_key", "must be 1-255 visible ASCII characters (no spaces)"
+        )
+    return key
+
+
+def build_request(request: VideoRequest | None, fields: dict[str, Any]) -> VideoRequest:
+    """A validated ``VideoRequest`` from a request object, keyword fields, or both.
+
+    Raises:
+        RequestValidationError: Unknown or missing fields, or a broken rule.
+    """
+    try:
+        if request is None:
+            built = VideoRequest(**fields)
+        elif fields:
+            built = attrs.evolve(request, **fields)
+        else:
+            built = request
+    except TypeError as error:
+        raise RequestValidationError("request", str(error)) from None
+    return validate_video_request(built)
+
+
+class Videos:
+    """Video tasks, reached as ``client.videos``."""
+
+    def __init__(self, client: AsyncRelayDance) -> None:
+        self._client = client
+
+    async def create(
+        self,
+        request: VideoRequest | None = None,
+        /,
+        *,
+        idempotency_key: str | None = None,
+        **fields: Any,
+    ) -> Task:
+        """``POST /video/generations`` once; return the submit answer (status ``submitted``).
+
+        Pass a ``VideoRequest``, or its fields as keywords (``model=``, ``prompt=``,
+        ``seconds=``, ``ratio=``, ``resolution=``, ``generate_audio=``, ``callback_url=``,
+        ``references=``, ``extra_metadata=``), or both (the keywords override).
+
+        Every attempt carries the same ``Idempotency-Key``. The request is resent only where
+        the server cannot have created a task (no connection, 429, 503).
+
+        Raises:
+            RequestValidationError: The request breaks a rule (before any I/O).
+            SubmissionUncertainError: A task may or may not have been created (no answer, a
+                5xx, or an answer that could not be read); it was not resubmitted. It carries
+                the request and the key.
+            APIStatusError: The server refused (401, 403, 404 for an unknown model…).
+        """
+        built = build_request(request, fields)
+        key = new_idempotency_key() if idempotency_key is None else _check_key(idempotency_key)
+        spec = RequestSpec(
+            "POST",
+            "/video/generations",
+            "submit",
+            Safety.CREATE,
+            json=request_to_wire(built),
+            headers={"Idempotency-Key": key},
+        )
+        try:
+            answer = await self._client._call(spec, uncertain=UncertainCreate(built, key))
+            return self._client._parse(task_from_wire, answer, "POST", "/video/generations")
+        except APIResponseValidationError as error:
+            # The server said yes to something: a task may exist even if its answer is unreadable.
+            raise SubmissionUncertainError(
+                built, key, f"the submit was accepted but its answer was unreadable ({error})"
+            ) from error
+
+    async def retrieve(self, task_id: str) -> Task:
+        """``GET /video/generations/{task_id}``, retried on transient trouble.
+
+        Raises:
+            NotFoundError: No such task (a 404, or the gateway's 400 ``task_not_exist``).
+        """
+        if not isinstance(task_id, str) or not task_id.strip():
+            raise RequestValidationError("task_id", "must be a non-empty string")
+        spec = RequestSpec("GET", retrieve_video_path(task_id), "poll", Safety.IDEMPOTENT)
+        answer = await self._client._call(spec)
+        return self._client._parse(task_from_wire, answer, "GET", spec.path)
+
+    async def submit(
+        self,
+        request: VideoRequest | None = None,
+        /,
+        *,
+        idempotency_key: str | None = None,
+        max_wait: float | None = None,
+        **fields: Any,
+    ) -> VideoJob:
+        """Submit once, then hand the task to the client's scheduler; return its ``VideoJob``.
+
+        With a webhook receiver on the client, the request gets the receiver's
+        ``callback_url`` (unless it has one) and the job is resolved by the callback.
+
+        Args:
+            request: A ``VideoRequest``, or give its fields as keywords.
+            idempotency_key: Sent on every attempt; generated when omitted.
+            max_wait: Give up waiting after this many seconds (the policy's default when None).
+            **fields: The request's fields, as for ``create``.
+
+        Raises:
+            The same errors as ``create``.
+        """
+        client = self._client
+        scheduler = client._scheduler_or_fail()
+        built = build_request(request, fields)
+        key = new_idempotency_key() if idempotency_key is None else _check_key(idempotency_key)
+        receiver = client.webhooks
+        if receiver is not None and built.callback_url is None:
+            built = attrs.evolve(built, callback_url=receiver.callback_url(key))
+        task = await self.create(built, idempotency_key=key)
+        if receiver is not None and built.callback_url == receiver.callback_url(key):
+            receiver.bind(key, task.id)  # from now on, callbacks naming another task are refused
+        return scheduler.track(
+            task, kind=built.kind, webhook=receiver is not None, max_wait=max_wait
+        )
+
+    def watch(
+        self, task_id: str, *, kind: JobKind | None = None, max_wait: float | None = None
+    ) -> VideoJob:
+        """A ``VideoJob`` for a task submitted earlier (to resume after a restart).
+
+        Args:
+            task_id: The task to watch.
+            kind: Its kind, if known, for learned poll timing.
+            max_wait: Give up waiting after this many seconds from now.
+        """
+        if not isinstance(task_id, str) or not task_id.strip():
+            raise RequestValidationError("task_id", "must be a non-empty string")
+        scheduler = self._client._scheduler_or_fail()
+        return scheduler.track_id(task_id, kind=kind, max_wait=max_wait)
+
+    async def generate(self, request: VideoRequest | None = None, /, **kw: Any) -> Task:
+        """Submit and wait in one call; return the succeeded ``Task``.
+
+        Raises:
+            TaskFailedError: The task ended without a clip.
+            TaskTimeoutError: The maximum wait ran out.
+        """
+        job = await self.submit(request, **kw)
+        task: Task = await job
+        return task

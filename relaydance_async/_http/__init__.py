@@ -1,0 +1,1 @@
+"""The request layer: the request budget, streaming uploads and downloads."""

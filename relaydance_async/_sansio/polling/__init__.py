@@ -1,0 +1,1 @@
+"""Polling decisions: the policy, the learned timing model, the schedule, the simulation."""

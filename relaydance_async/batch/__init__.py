@@ -1,0 +1,196 @@
+"""Batch fan-out: many video jobs, a bounded number in flight, a journal that survives any stop.
+
+Example:
+    ```python
+    import relaydance_async as rd
+
+    async with rd.AsyncRelayDance() as client:
+        async with rd.run_batch(client, rd.read_job_file("jobs.jsonl"), journal="jobs.sqlite",
+                                max_in_flight=16, download_dir="clips") as batch:
+            async for result in batch:
+                print(result.id, result.status.value, result.path or result.error)
+        print(batch.summary)
+    ```
+
+Run the same code again after a crash, a kill or Ctrl-C: finished items are skipped, submitted
+ones are watched (never resubmitted), and items whose submit may or may not have reached the
+server follow ``on_uncertain``.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from relaydance_async.batch._jobfile import (
+    BatchItem,
+    JobFileError,
+    LineError,
+    parse_items,
+    read_job_file,
+)
+from relaydance_async.batch._journal import Journal, JournalError
+from relaydance_async.batch._results import BatchResult, BatchStatus, BatchSummary
+from relaydance_async.batch._run import BatchRun, OnUncertain
+from relaydance_async.exceptions import RelayDanceError
+from relaydance_async.models import UploadedFile
+
+__all__ = [
+    "BatchItem",
+    "BatchResult",
+    "BatchRun",
+    "BatchStatus",
+    "BatchSummary",
+    "JobFileError",
+    "JournalError",
+    "OnUncertain",
+    "read_job_file",
+    "run_batch",
+]
+
+
+def _coerce_items(requests: Iterable[object], base_dir: Path | None) -> list[BatchItem]:
+    if isinstance(requests, (str, bytes)):
+        raise TypeError("requests must be an iterable of jobs; use read_job_file() for a file")
+    return parse_items(enumerate(requests, start=1), base_dir=base_dir)
+
+
+async def upload_reference(client: Any, path: Path, host: str | None) -> UploadedFile:
+    """Upload one local reference file to ``host`` (None: the client's default host).
+
+    This and :func:`review_reference` are the only places a batch reaches media hosts.
+
+    Raises:
+        RelayDanceError: The upload failed (or the file breaks the host's media rules).
+    """
+    from relaydance_async._client.hosts import upload_to
+
+    try:
+        return await upload_to(client, path, host=host)
+    except ValueError as exc:
+        if isinstance(exc, RelayDanceError):
+            raise
+        raise RelayDanceError(str(exc)) from exc
+
+
+async def review_reference(client: Any, url: str, role: str, name: str | None) -> str:
+    """Turn a hosted media URL into a reviewed ``asset://<id>``, waiting for the review.
+
+    Raises:
+        RelayDanceError: The review failed, or the asset provider refused.
+    """
+    from relaydance_async import assets
+
+    return await assets.review_reference(client, url, role, name)
+
+
+def run_batch(
+    client: Any,
+    requests: Iterable[object],
+    *,
+    journal: str | Path | Journal | None = None,
+    max_in_flight: int = 16,
+    download_dir: str | Path | None = None,
+    on_uncertain: OnUncertain = "report",
+    retry_failed: bool = False,
+    base_dir: str | Path | None = None,
+    server: str | None = None,
+) -> BatchRun:
+    """Run many video jobs with at most ``max_in_flight`` in flight, recorded in a journal.
+
+    Every job is validated before anything is sent. Each distinct local file is uploaded once
+    (by content hash; reused across items, and across runs while the host keeps it). Finished
+    clips are downloaded to ``download_dir/<id>.mp4``, atomically.
+
+    Args:
+        client: An open ``AsyncRelayDance``.
+        requests: Jobs: ``VideoRequest`` objects, mappings or JSONL strings in the job-file
+            syntax (with an optional stable ``id``), or items from ``read_job_file``.
+        journal: Path of the SQLite journal (created if missing, resumed if present), an open
+            ``Journal``, or None for an in-memory journal (nothing survives the process).
+        max_in_flight: Most items worked on at once (uploading, submitted, downloading).
+        download_dir: Folder for finished clips; None to skip downloads.
+        on_uncertain: For an item whose submit may or may not have reached the server:
+            ``"report"`` (default) reports it and sends nothing; ``"resubmit"`` sends it again
+            with its recorded idempotency key (safe where the server honours the key).
+        retry_failed: Submit again (with a new key) items that failed in an earlier run.
+        base_dir: Folder that relative local paths in mapping/JSONL jobs are read from.
+        server: Which server the journal's tasks live on (default: the client's base URL). A
+            journal is bound to the server of its first run: task ids mean nothing elsewhere.
+
+    Returns:
+        A :class:`BatchRun`: iterate it (ideally inside ``async with``) for one
+        :class:`BatchResult` per item as it completes; ``summary`` counts them.
+
+    Raises:
+        JobFileError: A job is invalid, or the journal holds an item of the same id whose job
+            has changed; nothing was sent.
+        JournalError: The journal is in use by another process, is from a newer version, or
+            belongs to another server.
+    """
+    if max_in_flight < 1:
+        raise ValueError("max_in_flight must be at least 1")
+    if on_uncertain not in ("report", "resubmit"):
+        raise ValueError("on_uncertain must be 'report' or 'resubmit'")
+    items = _coerce_items(requests, Path(base_dir) if base_dir is not None else None)
+    owns = not isinstance(journal, Journal)
+    opened = journal if isinstance(journal, Journal) else Journal.open(journal or ":memory:")
+    try:
+        _bind_to_server(opened, server or _server_of(client))
+        _check_against_journal(items, opened)
+    except BaseException:
+        if owns:
+            opened.close()
+        raise
+    directory = Path(download_dir) if download_dir is not None else None
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+    return BatchRun(
+        client,
+        items,
+        journal=opened,
+        owns_journal=owns,
+        max_in_flight=max_in_flight,
+        download_dir=directory,
+        on_uncertain=on_uncertain,
+        retry_failed=retry_failed,
+        upload=upload_reference,
+        review=review_reference,
+    )
+
+
+def _server_of(client: Any) -> str:
+    base = str(getattr(client, "base_url", "") or "")
+    parts = urllib.parse.urlsplit(base)
+    # Without user info or query: a base URL could carry credentials, and the journal must not.
+    netloc = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _bind_to_server(journal: Journal, server: str) -> None:
+    recorded = journal.meta("server")
+    if recorded is None:
+        journal.set_meta("server", server)
+    elif recorded != server and journal.records():
+        raise JournalError(
+            f"journal {journal.path} holds tasks of {recorded}, not of {server}; "
+            "use another journal for this server"
+        )
+
+
+def _check_against_journal(items: list[BatchItem], journal: Journal) -> None:
+    errors = []
+    for item in items:
+        record = journal.get(item.id)
+        if record is not None and record.fingerprint != item.fingerprint:
+            errors.append(
+                LineError(
+                    item.line,
+                    f"job {item.id!r} differs from the one the journal recorded under that id; "
+                    "give it a new id, or use a new journal",
+                )
+            )
+    if errors:
+        raise JobFileError(errors[:50], str(journal.path))

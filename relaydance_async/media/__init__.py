@@ -1,0 +1,1 @@
+"""Media rules of each destination and the checks run on a file before it is uploaded."""

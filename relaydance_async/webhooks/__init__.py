@@ -1,0 +1,449 @@
+"""WebhookReceiver: resolves ``VideoJob``s from RelayDance's completion callbacks.
+
+RelayDance POSTs a task's final state to ``metadata.callback_url`` when it ends, with no signature.
+So each callback URL carries its own proof: ``callback_url(nonce)`` appends the nonce (the
+submit's idempotency key) and ``token = HMAC-SHA256(secret, nonce)``. Any process holding the
+secret can verify a callback; nobody without it can forge one. A callback is then checked in this
+order, and rejected without resolving anything at the first failure:
+
+====================  =========================================================
+method POST           else 405
+token                 missing 401, wrong 403 (compared in constant time)
+content type JSON     else 415
+body size             above ``max_body_bytes`` 413 (enforced while reading)
+body                  not a JSON task object 400; a task id other than the one
+                      the token is bound to 403
+====================  =========================================================
+
+A final state is then confirmed with one GET (unless ``confirm=False``) and handed to the
+scheduler, resolving the same ``VideoJob`` polling would have. Duplicates are answered 200 and
+change nothing.
+
+Serve it with ``aiohttp_handler()`` (inside an aiohttp app), ``asgi_app()`` (Starlette, FastAPI
+or any ASGI server), or ``await serve(host, port)`` (a standalone aiohttp site).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import functools
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import attrs
+
+from relaydance_async._sansio.wire import task_from_wire
+from relaydance_async.exceptions import ClientStateError, NotFoundError
+from relaydance_async.models import Task
+
+__all__ = ["WebhookReceiver", "WebhookResponse", "WebhookServer"]
+
+log = logging.getLogger("relaydance_async.webhooks")
+
+NONCE_PARAM = "rd_nonce"
+TOKEN_PARAM = "rd_token"
+_DEFAULT_MAX_BODY = 1024 * 1024
+_MEMORY = 100_000  # bound-nonce and finished-task memories, oldest forgotten first
+_EARLY_MEMORY = 10_000  # callbacks that came before their job was tracked
+
+Fetch = Callable[[str], Awaitable[Task]]
+ASGIApp = Callable[
+    [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
+    Awaitable[None],
+]
+
+
+@attrs.frozen
+class WebhookResponse:
+    """What the receiver answers a callback: an HTTP status and a small JSON body."""
+
+    status: int
+    """The HTTP status."""
+    detail: str
+    """Why, in a few words (also the JSON body's ``detail``)."""
+
+    @property
+    def body(self) -> bytes:
+        """The JSON body."""
+        return json.dumps({"ok": self.status < 300, "detail": self.detail}).encode()
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Lru:
+    """A bounded insertion-ordered map: the oldest keys go first once it is full."""
+
+    __slots__ = ("_data", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._data: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._size = size
+
+    def get(self, key: str) -> str | None:
+        return self._data.get(key)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._data
+
+    def put(self, key: str, value: str = "") -> None:
+        self._data[key] = value
+        if len(self._data) > self._size:
+            self._data.popitem(last=False)
+
+
+class WebhookReceiver:
+    """Receives RelayDance completion callbacks and resolves the jobs they belong to.
+
+    Give it to the client (``AsyncRelayDance(webhooks=receiver)``): every submit then carries a
+    ``callback_url``, and the scheduler polls those jobs only as a slow safety net.
+
+    Args:
+        secret: The HMAC key for callback tokens (at least 16 bytes; never logged or shown).
+            Every process that serves callbacks for these jobs needs the same secret.
+        public_url: Where RelayDance can reach the receiver (``https://example.com/hooks``);
+            ``serve()`` fills it in when left None.
+        confirm: Confirm a claimed final state with one GET before resolving (default); False
+            trusts a body whose token verified.
+        max_body_bytes: Largest callback body accepted, 1 MiB by default.
+    """
+
+    def __init__(
+        self,
+        secret: str | bytes,
+        public_url: str | None = None,
+        *,
+        confirm: bool = True,
+        max_body_bytes: int = _DEFAULT_MAX_BODY,
+    ) -> None:
+        key = secret.encode() if isinstance(secret, str) else bytes(secret)
+        if len(key) < 16:
+            raise ValueError("the webhook secret must be at least 16 bytes")
+        if max_body_bytes < 1:
+            raise ValueError("max_body_bytes must be >= 1")
+        self._key = key
+        self.public_url = public_url
+        self.confirm = confirm
+        self.max_body_bytes = max_body_bytes
+        self._attached: list[tuple[Any, Fetch]] = []
+        self._bound = _Lru(_MEMORY)
+        self._finished = _Lru(_MEMORY)
+        self._early: collections.OrderedDict[str, Task] = collections.OrderedDict()
+        self._late: set[asyncio.Task[WebhookResponse]] = set()
+        self.counts: collections.Counter[str] = collections.Counter()
+        """Callbacks by outcome: ``resolved``, ``duplicate``, ``not_final``, ``unknown_job``,
+        ``rejected_<status>``, ``confirm_failed``, ``confirmed_not_final``."""
+
+    def __repr__(self) -> str:
+        return f"WebhookReceiver(public_url={self.public_url!r}, confirm={self.confirm})"
+
+    # -- tokens ----------------------------------------------------------------------------------
+
+    def _token(self, nonce: str) -> str:
+        mac = hmac.new(self._key, b"relaydance-webhook:" + nonce.encode(), hashlib.sha256)
+        return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+    def verify(self, nonce: str, token: str) -> bool:
+        """Whether ``token`` is this receiver's token for ``nonce`` (constant-time comparison)."""
+        return hmac.compare_digest(self._token(nonce).encode(), token.encode())
+
+    def callback_url(self, idempotency_key: str) -> str:
+        """The callback URL for one job, its token bound to ``idempotency_key``.
+
+        Args:
+            idempotency_key: The submit's idempotency key (unique per job).
+
+        Raises:
+            ClientStateError: ``public_url`` is not known yet (call ``serve()`` or set it).
+        """
+        if not self.public_url:
+            raise ClientStateError("WebhookReceiver.public_url is not set")
+        if not idempotency_key:
+            raise ValueError("idempotency_key must not be empty")
+        parts = urlsplit(self.public_url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        query += [(NONCE_PARAM, idempotency_key), (TOKEN_PARAM, self._token(idempotency_key))]
+        return urlunsplit(parts._replace(query=urlencode(query)))
+
+    def bind(self, idempotency_key: str, task_id: str) -> None:
+        """Bind a job's token to its task id once known (callbacks for other ids are refused).
+
+        Without it, the first verified callback binds the token to the task id it names.
+        """
+        self._bound.put(idempotency_key, task_id)
+
+    def attach(self, *, scheduler: Any, fetch: Fetch) -> None:
+        """Resolve jobs of ``scheduler``, confirming with ``fetch`` (the client does this)."""
+        self._attached = [(s, f) for s, f in self._attached if s is not scheduler]
+        self._attached.append((scheduler, fetch))
+        scheduler.on_track = functools.partial(self._on_track, scheduler, fetch)
+
+    def detach(self, scheduler: Any) -> None:
+        """Stop resolving jobs of ``scheduler``."""
+        self._attached = [(s, f) for s, f in self._attached if s is not scheduler]
+        if getattr(scheduler, "on_track", None) is not None:
+            scheduler.on_track = None
+
+    # -- the framework-neutral core --------------------------------------------------------------
+
+    async def handle(
+        self,
+        *,
+        method: str,
+        content_type: str | None,
+        query: Mapping[str, str],
+        body: AsyncIterator[bytes],
+        content_length: int | None = None,
+    ) -> WebhookResponse:
+        """Check and act on one callback; the adapters call this.
+
+        Args:
+            method: The HTTP method.
+            content_type: The ``Content-Type`` header, if any.
+            query: The URL's query parameters.
+            body: The body, in chunks (read only after the cheap checks pass).
+            content_length: The ``Content-Length`` header, if sent.
+        """
+        response = await self._handle(method, content_type, query, body, content_length)
+        key = response.detail if response.status < 300 else f"rejected_{response.status}"
+        self.counts[key] += 1
+        if response.status >= 400:
+            log.info("webhook callback rejected: %s %s", response.status, response.detail)
+        return response
+
+    async def _handle(
+        self,
+        method: str,
+        content_type: str | None,
+        query: Mapping[str, str],
+        body: AsyncIterator[bytes],
+        content_length: int | None,
+    ) -> WebhookResponse:
+        if method.upper() != "POST":
+            return WebhookResponse(405, "method not allowed")
+        nonce, token = query.get(NONCE_PARAM), query.get(TOKEN_PARAM)
+        if not nonce or not token:
+            return WebhookResponse(401, "missing token")
+        if not self.verify(nonce, token):
+            return WebhookResponse(403, "bad token")
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        if media != "application/json" and not media.endswith("+json"):
+            return WebhookResponse(415, "content type must be application/json")
+        if content_length is not None and content_length > self.max_body_bytes:
+            return WebhookResponse(413, "body too large")
+        try:
+            raw = await self._read(body)
+        except _TooLarge:
+            return WebhookResponse(413, "body too large")
+        try:
+            task = task_from_wire(json.loads(raw))
+        except Exception:
+            return WebhookResponse(400, "body is not a JSON task object")
+        bound = self._bound.get(nonce)
+        if bound is None:
+            self._bound.put(nonce, task.id)
+        elif bound != task.id:
+            return WebhookResponse(403, "token belongs to another task")
+        if not task.status.is_terminal:
+            return WebhookResponse(200, "not_final")
+        if task.id in self._finished:
+            return WebhookResponse(200, "duplicate")
+        return await self._resolve(task)
+
+    async def _read(self, body: AsyncIterator[bytes]) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in body:
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise _TooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _resolve(self, claimed: Task) -> WebhookResponse:
+        for scheduler, fetch in self._attached:
+            job = scheduler.job(claimed.id)
+            if job is not None and not job.done():
+                return await self._confirm_and_deliver(scheduler, fetch, claimed)
+        # No job watches it here (yet): a very fast task can call back before its submit's
+        # answer was handed to the scheduler. Keep the claim a while; ``track`` picks it up.
+        self._early[claimed.id] = claimed
+        if len(self._early) > _EARLY_MEMORY:
+            self._early.popitem(last=False)
+        return WebhookResponse(200, "unknown_job")
+
+    async def _confirm_and_deliver(
+        self, scheduler: Any, fetch: Fetch, claimed: Task
+    ) -> WebhookResponse:
+        task = claimed
+        if self.confirm:
+            try:
+                task = await fetch(claimed.id)
+            except NotFoundError:
+                return WebhookResponse(403, "unknown task")
+            except Exception as exc:
+                # Answer an error so that RelayDance delivers again later; polling goes on.
+                log.warning("could not confirm callback for %s: %r", claimed.id, exc)
+                return WebhookResponse(503, "could not confirm, retry later")
+            if not task.status.is_terminal:
+                # The body claimed more than the server says: keep waiting (and polling).
+                scheduler.deliver(task)
+                return WebhookResponse(200, "confirmed_not_final")
+        if task.id != claimed.id:
+            return WebhookResponse(403, "confirmation named another task")
+        self._finished.put(claimed.id)
+        scheduler.deliver(task)
+        return WebhookResponse(200, "resolved")
+
+    def _on_track(self, scheduler: Any, fetch: Fetch, job: Any) -> None:
+        """The scheduler started watching ``job``: resolve it if its callback came first."""
+        claimed = self._early.pop(job.task_id, None)
+        if claimed is None:
+            return
+        late = asyncio.get_running_loop().create_task(
+            self._confirm_and_deliver(scheduler, fetch, claimed)
+        )
+        self._late.add(late)
+        late.add_done_callback(self._late.discard)
+
+    # -- adapters --------------------------------------------------------------------------------
+
+    def aiohttp_handler(self) -> Callable[[Any], Awaitable[Any]]:
+        """An ``aiohttp.web`` handler: ``app.router.add_post(path, receiver.aiohttp_handler())``.
+
+        Register it for any method (``add_route("*", ...)``) to answer others with 405.
+        """
+        from aiohttp import web
+
+        async def handler(request: web.Request) -> web.Response:
+            async def chunks() -> AsyncIterator[bytes]:
+                while True:
+                    chunk = await request.content.read(65536)
+                    if not chunk:
+                        return
+                    yield chunk
+
+            response = await self.handle(
+                method=request.method,
+                content_type=request.headers.get("Content-Type"),
+                query=request.query,
+                body=chunks(),
+                content_length=request.content_length,
+            )
+            headers = {"Allow": "POST"} if response.status == 405 else None
+            return web.Response(
+                status=response.status,
+                body=response.body,
+                content_type="application/json",
+                headers=headers,
+            )
+
+        return handler
+
+    def asgi_app(self) -> ASGIApp:
+        """A bare ASGI application (mount it in Starlette or FastAPI, or serve it with uvicorn)."""
+
+        async def app(
+            scope: MutableMapping[str, Any],
+            receive: Callable[[], Awaitable[Any]],
+            send: Callable[[Any], Awaitable[None]],
+        ) -> None:
+            if scope["type"] == "lifespan":
+                await _asgi_lifespan(receive, send)
+                return
+            if scope["type"] != "http":
+                return
+            headers = {
+                k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
+            }
+            length = headers.get("content-length")
+
+            async def chunks() -> AsyncIterator[bytes]:
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    yield message.get("body", b"")
+                    if not message.get("more_body", False):
+                        return
+
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            response = await self.handle(
+                method=scope["method"],
+                content_type=headers.get("content-type"),
+                query=query,
+                body=chunks(),
+                content_length=int(length) if length and length.isdigit() else None,
+            )
+            out = [(b"content-type", b"application/json")]
+            if response.status == 405:
+                out.append((b"allow", b"POST"))
+            await send({"type": "http.response.start", "status": response.status, "headers": out})
+            await send({"type": "http.response.body", "body": response.body})
+
+        return app
+
+    async def serve(self, host: str = "127.0.0.1", port: int = 8080) -> WebhookServer:
+        """Serve callbacks on ``host:port`` (any path) with a standalone aiohttp site.
+
+        Sets ``public_url`` to the bound address if it was None. Close the returned server with
+        ``await server.aclose()`` or use it as an async context manager.
+        """
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.aiohttp_handler())
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = port
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            bound = sockets[0].getsockname()[1]
+        url = f"http://{host}:{bound}/"
+        if self.public_url is None:
+            self.public_url = url
+        return WebhookServer(url, runner)
+
+
+class WebhookServer:
+    """A running standalone receiver site (from ``WebhookReceiver.serve``)."""
+
+    def __init__(self, url: str, runner: Any) -> None:
+        self.url = url
+        """The local URL it listens on."""
+        self._runner = runner
+
+    async def aclose(self) -> None:
+        """Stop serving (idempotent)."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> WebhookServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+async def _asgi_lifespan(
+    receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]
+) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
