@@ -1,18 +1,19 @@
-"""A fake ``fetch`` for driving the scheduler without a server: tasks on the loop's clock."""
+"""A fake ``fetch`` for driving the scheduler without a server: tasks on a clock of the test's."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
+from relaydance_async.clock import Clock, SystemClock
 from relaydance_async.exceptions import APIConnectionError, NotFoundError
 from relaydance_async.models import Task, TaskStatus
 
 
 class FakeTasks:
-    """Tasks that queue then run for given (real) seconds; counts polls and concurrency."""
+    """Tasks that queue then run for given seconds of ``clock``; counts polls and concurrency."""
 
-    def __init__(self, *, latency: float = 0.0) -> None:
+    def __init__(self, *, latency: float = 0.0, clock: Clock | None = None) -> None:
+        self.clock = clock or SystemClock()
         self.latency = latency
         self.plans: dict[str, tuple[float, float, float, TaskStatus]] = {}
         self.polls: Counter[str] = Counter()
@@ -27,13 +28,13 @@ class FakeTasks:
         run: float,
         final: TaskStatus = TaskStatus.SUCCEEDED,
     ) -> Task:
-        now = asyncio.get_running_loop().time()
+        now = self.clock.now()
         self.plans[task_id] = (now, queue, run, final)
         return Task(id=task_id, status=TaskStatus.SUBMITTED)
 
     def status(self, task_id: str) -> TaskStatus:
         start, queue, run, final = self.plans[task_id]
-        elapsed = asyncio.get_running_loop().time() - start
+        elapsed = self.clock.now() - start
         if elapsed >= queue + run:
             return final
         return TaskStatus.RUNNING if elapsed >= queue else TaskStatus.SUBMITTED
@@ -43,7 +44,7 @@ class FakeTasks:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            await asyncio.sleep(self.latency)
+            await self.clock.sleep(self.latency)
             if self.errors.get(task_id, 0) > 0:
                 self.errors[task_id] -= 1
                 raise APIConnectionError("connection reset", method="GET")

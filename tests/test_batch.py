@@ -12,9 +12,15 @@ import pytest
 
 from relaydance_async._client.client import AsyncRelayDance
 from relaydance_async._sansio.polling.policy import PollPolicy
-from relaydance_async.batch import BatchStatus, JournalError, run_batch
+from relaydance_async.batch import (
+    BatchStatus,
+    ItemRecord,
+    ItemState,
+    JournalError,
+    SQLiteJournal,
+    run_batch,
+)
 from relaydance_async.batch._jobfile import JobFileError, parse_items
-from relaydance_async.batch._journal import ItemRecord, ItemState, Journal
 from relaydance_async.models import VideoRequest
 from relaydance_async.testing import Emulator, EmulatorConfig
 
@@ -100,7 +106,7 @@ async def test_every_item_done_once_with_clips_and_shared_uploads(
         9,
     )
     assert summary.ok
-    with Journal.open(journal) as j:
+    with SQLiteJournal.open(journal) as j:
         assert {r.state for r in j.records()} == {ItemState.DONE}
     assert emu.api_key.encode() not in journal.read_bytes()
 
@@ -131,7 +137,7 @@ async def test_interrupted_submit_is_reported_not_resubmitted(
     async with _client(emu) as client:
         # The crash: the submit reached the server, the task id never reached the journal.
         await client.videos.submit(item.request, idempotency_key="key-1")
-        with Journal.open(journal_path) as journal:
+        with SQLiteJournal.open(journal_path) as journal:
             journal.put(
                 ItemRecord(item.id, 0, item.fingerprint, ItemState.SUBMITTING, "key-1", submits=1)
             )
@@ -155,7 +161,7 @@ async def test_submitted_item_is_watched_not_resubmitted(emu: Emulator, tmp_path
     [item] = parse_items([(1, _jobs(1)[0])])
     async with _client(emu) as client:
         job = await client.videos.submit(item.request, idempotency_key="k")
-        with Journal.open(journal_path) as journal:
+        with SQLiteJournal.open(journal_path) as journal:
             journal.put(
                 ItemRecord(
                     item.id, 0, item.fingerprint, ItemState.SUBMITTED, "k", job.task_id, submits=1
@@ -217,7 +223,7 @@ async def test_stop_leaves_a_resumable_journal(tmp_path: Path) -> None:
         assert results == []
         assert batch.summary.stopped
         assert batch.summary.unfinished == 6
-        with Journal.open(journal) as j:
+        with SQLiteJournal.open(journal) as j:
             assert sorted(r.state.value for r in j.records()) == ["submitted"] * 3
         rerun = run_batch(client, _jobs(6), journal=journal, max_in_flight=3)
         async with anyio.create_task_group() as tg:
@@ -252,7 +258,7 @@ async def _keep_finishing(emu: Emulator) -> None:
 def test_journal_rows_hold_no_secrets(tmp_path: Path) -> None:
     """The journal schema has no column that could hold a key or an auth header."""
     path = tmp_path / "j.sqlite"
-    Journal.open(path).close()
+    SQLiteJournal.open(path).close()
     conn = sqlite3.connect(str(path))
     columns = {
         row[1]

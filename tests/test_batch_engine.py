@@ -11,8 +11,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from relaydance_async.batch import BatchStatus, run_batch
-from relaydance_async.batch._journal import ItemState, Journal, JournalError
+from relaydance_async.batch import BatchStatus, ItemState, JournalError, SQLiteJournal, run_batch
 from relaydance_async.exceptions import (
     APIConnectionError,
     BadRequestError,
@@ -128,7 +127,7 @@ async def test_uncertain_submit_is_reported_then_resumed_with_its_key(tmp_path: 
     client.videos.script = [SubmissionUncertainError(VideoRequest("m", "p"), "?", "timeout")]
     [result] = [r async for r in run_batch(client, [_job()], journal=tmp_path / "j")]
     assert result.status is BatchStatus.UNCERTAIN
-    with Journal.open(tmp_path / "j") as journal:
+    with SQLiteJournal.open(tmp_path / "j") as journal:
         record = journal.get("item-0")
         assert record is not None
         assert record.state is ItemState.UNCERTAIN
@@ -150,7 +149,7 @@ async def test_refused_submit_fails_without_retry(tmp_path: Path) -> None:
     assert result.status is BatchStatus.FAILED
     assert "unknown model" in (result.error or "")
     assert len(client.videos.keys) == 1
-    with Journal.open(tmp_path / "j") as journal:
+    with SQLiteJournal.open(tmp_path / "j") as journal:
         record = journal.get("item-0")
         assert record is not None
         assert record.state is ItemState.FAILED
@@ -180,7 +179,7 @@ async def test_failed_upload_fails_its_items_and_is_tried_again(tmp_path: Path) 
     assert results["item-2"].ok
     assert len(client.files.uploads) == 2
     assert len(client.videos.keys) == 2
-    with Journal.open(tmp_path / "j") as journal:
+    with SQLiteJournal.open(tmp_path / "j") as journal:
         assert journal.get("item-0") is None
 
 
@@ -193,7 +192,7 @@ async def test_stop_during_submit_records_the_task_id(tmp_path: Path) -> None:
         b.stop()
         client.videos.gate.set()
     assert client.videos.keys == [client.videos.keys[0]]
-    with Journal.open(tmp_path / "j") as journal:
+    with SQLiteJournal.open(tmp_path / "j") as journal:
         record = journal.get("item-0")
         assert record is not None
         assert (record.state, record.task_id) == (ItemState.SUBMITTED, "task-1")
@@ -270,7 +269,7 @@ async def test_abandoned_iteration_stops_the_run(tmp_path: Path) -> None:
     with anyio.fail_after(5):
         while True:
             try:
-                Journal.open(tmp_path / "j").close()
+                SQLiteJournal.open(tmp_path / "j").close()
                 break
             except JournalError:
                 await anyio.sleep(0.01)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from relaydance_async.batch._journal import ItemState, Journal
+from relaydance_async.batch import ItemState, SQLiteJournal
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = (ROOT / "relaydance_async/testing/data/clip.mp4").read_bytes()
@@ -157,7 +157,7 @@ def test_sigkill_at_random_moments_then_resume(emulator: dict[str, Any], tmp_pat
         assert (out / f"clip-{i:03d}.mp4").read_bytes() == CLIP, f"seed {seed}: clip {i}"
     leftovers = sorted(p.name for p in out.iterdir() if ".part-" in p.name)
     assert not leftovers, f"seed {seed}: partial downloads left: {leftovers}"
-    with Journal.open(journal) as j:
+    with SQLiteJournal.open(journal) as j:
         records = j.records()
     assert len(records) == ITEMS
     assert {r.state for r in records} == {ItemState.DONE}

@@ -9,8 +9,7 @@ import pytest
 
 from relaydance_async._client.client import AsyncRelayDance
 from relaydance_async._sansio.polling.policy import PollPolicy
-from relaydance_async.batch import run_batch
-from relaydance_async.batch._journal import ItemState, Journal
+from relaydance_async.batch import ItemState, SQLiteJournal, run_batch
 from relaydance_async.testing import Emulator, EmulatorConfig
 
 ITEMS = 10_000
@@ -42,7 +41,7 @@ async def test_ten_thousand_items_with_journal(tmp_path: Path) -> None:
     assert emu.counters.tasks_created == ITEMS
     # Four durable writes per item (intent, task id, succeeded, done), grouped into few commits.
     assert batch.journal.commits < ITEMS
-    with Journal.open(path) as journal:
+    with SQLiteJournal.open(path) as journal:
         records = journal.records()
     assert len(records) == ITEMS
     assert {r.state for r in records} == {ItemState.DONE}

@@ -4,56 +4,58 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable
 
 import anyio
 import pytest
 
-from relaydance_async._http.budget import RequestBudget
-from relaydance_async._sansio.settings import Limits
+from relaydance_async import Limits
+from relaydance_async.clock import Timer
+from relaydance_async.coordination import LocalRequestBudget, RequestBudget
 
 
 def test_fixed_rate_spaces_requests_evenly() -> None:
     """With requests_per_second set, back-to-back reservations are 1/rate apart."""
-    budget = RequestBudget(Limits(requests_per_second=10))
+    budget = LocalRequestBudget(Limits(requests_per_second=10))
     delays = [budget.reserve(100.0) for _ in range(5)]
     assert delays == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
 
 
 def test_unlimited_until_the_first_429() -> None:
     """With no fixed rate, nothing waits until a 429 is seen."""
-    budget = RequestBudget(Limits())
+    budget = LocalRequestBudget(Limits())
     assert budget.rate is None
     assert all(budget.reserve(5.0) == 0.0 for _ in range(100))
 
 
 def test_429_pauses_everyone_and_cuts_the_rate_once() -> None:
     """A 429 pauses all requests for Retry-After and cuts the rate once per congestion event."""
-    budget = RequestBudget(Limits(requests_per_second=20))
+    budget = LocalRequestBudget(Limits(requests_per_second=20))
     budget.on_rate_limited(2.0, now=10.0)
     assert budget.paused_until == 12.0
-    assert budget.rate == pytest.approx(20 * RequestBudget.DECREASE)
+    assert budget.rate == pytest.approx(20 * LocalRequestBudget.DECREASE)
     budget.on_rate_limited(2.5, now=10.1)  # same event: pause extends, no second cut
     assert budget.paused_until == 12.6
-    assert budget.rate == pytest.approx(20 * RequestBudget.DECREASE)
+    assert budget.rate == pytest.approx(20 * LocalRequestBudget.DECREASE)
     assert budget.reserve(10.2) == pytest.approx(2.4)
     assert budget.rate_limited == 2
 
 
 def test_learned_rate_comes_from_what_got_through() -> None:
     """With no fixed rate, the first cut starts from the measured rate of successes."""
-    budget = RequestBudget(Limits())
+    budget = LocalRequestBudget(Limits())
     for i in range(400):  # 40 requests per second for 10 s
         budget.reserve(i / 40)
         budget.on_success(i / 40)
     assert budget.demand(10.0) == pytest.approx(40, rel=0.1)
     budget.on_rate_limited(None, now=10.0)
-    assert budget.rate == pytest.approx(40 * RequestBudget.DECREASE, rel=0.1)
+    assert budget.rate == pytest.approx(40 * LocalRequestBudget.DECREASE, rel=0.1)
     assert budget.paused_until == -math.inf
 
 
 def test_a_quiet_client_is_not_throttled_by_one_429() -> None:
     """With too few answers to measure, a 429 pauses but sets no rate."""
-    budget = RequestBudget(Limits())
+    budget = LocalRequestBudget(Limits())
     budget.reserve(0.0)
     budget.on_success(0.0)
     budget.on_rate_limited(0.5, now=1.0)
@@ -64,7 +66,7 @@ def test_a_quiet_client_is_not_throttled_by_one_429() -> None:
 
 def test_successes_recover_additively_up_to_the_ceiling() -> None:
     """After a cut the rate climbs back by small steps and never above the fixed ceiling."""
-    budget = RequestBudget(Limits(requests_per_second=10))
+    budget = LocalRequestBudget(Limits(requests_per_second=10))
     budget.on_rate_limited(None, now=0.0)
     rates = []
     t = 0.0
@@ -80,7 +82,7 @@ def test_successes_recover_additively_up_to_the_ceiling() -> None:
 
 def test_quiet_spell_does_not_inflate_the_rate() -> None:
     """Successes at low demand do not push the rate far above what is being sent."""
-    budget = RequestBudget(Limits())
+    budget = LocalRequestBudget(Limits())
     for i in range(100):
         budget.reserve(i / 50)
         budget.on_success(i / 50)
@@ -101,8 +103,7 @@ def simulate(
 
     Returns (successful requests, 429 answers), all in virtual time.
     """
-    clock = [0.0]
-    budget = RequestBudget(Limits(max_in_flight=workers), clock=lambda: clock[0])
+    budget = LocalRequestBudget(Limits(max_in_flight=workers))
     tokens, last = float(burst), 0.0
     ok = limited = 0
     events: list[tuple[float, int, str, float]] = []
@@ -112,7 +113,6 @@ def simulate(
         now, worker, kind, value = heapq.heappop(events)
         if now > seconds:
             break
-        clock[0] = now
         stale = value != budget.epoch or now < budget.paused_until
         if kind == "want" or (kind == "wake" and stale):
             epoch = budget.epoch
@@ -150,7 +150,7 @@ def test_rate_limited_server_is_used_fully_with_few_429s(rate: float, burst: int
 @pytest.mark.anyio
 async def test_slot_caps_concurrency() -> None:
     """No more than max_in_flight requests hold a slot at once."""
-    budget = RequestBudget(Limits(max_in_flight=3))
+    budget = LocalRequestBudget(Limits(max_in_flight=3))
     inside = peak = 0
     release = anyio.Event()
 
@@ -174,27 +174,39 @@ async def test_slot_caps_concurrency() -> None:
 @pytest.mark.anyio
 async def test_slot_waits_out_a_pause_that_starts_while_sleeping() -> None:
     """A request already booked sees a 429's pause when it wakes, and books again after it."""
-    now = [0.0]
-    slept: list[float] = []
 
-    async def sleep(delay: float) -> None:
-        slept.append(delay)
-        if len(slept) == 1:
-            budget.on_rate_limited(5.0, now=now[0] + 0.05)  # a 429 arrives mid-sleep
-        now[0] += delay
+    class MidSleep429:
+        """A clock on which a 429 arrives while the first sleeper sleeps."""
 
-    budget = RequestBudget(Limits(requests_per_second=10), clock=lambda: now[0], sleep=sleep)
+        def __init__(self) -> None:
+            self.time = 0.0
+            self.slept: list[float] = []
+
+        def now(self) -> float:
+            return self.time
+
+        async def sleep(self, delay: float) -> None:
+            self.slept.append(delay)
+            if len(self.slept) == 1:
+                budget.on_rate_limited(5.0, now=self.time + 0.05)
+            self.time += delay
+
+        def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+            raise NotImplementedError
+
+    clock = MidSleep429()
+    budget = LocalRequestBudget(Limits(requests_per_second=10), clock=clock)
     budget.reserve(0.0)  # someone else took the first slot
     async with budget.slot():
         pass
-    assert slept[0] == pytest.approx(0.1)
-    assert now[0] >= 5.05
+    assert clock.slept[0] == pytest.approx(0.1)
+    assert clock.time >= 5.05
 
 
 @pytest.mark.anyio
 async def test_slow_start_opens_the_cap_one_request_per_success() -> None:
     """A new budget lets INITIAL_WINDOW requests out at once, then one more per success."""
-    budget = RequestBudget(Limits(max_in_flight=64))
+    budget = LocalRequestBudget(Limits(max_in_flight=64))
     inside = 0
     release = anyio.Event()
 
@@ -209,11 +221,11 @@ async def test_slow_start_opens_the_cap_one_request_per_success() -> None:
         for _ in range(64):
             tg.start_soon(one)
         await anyio.wait_all_tasks_blocked()
-        assert inside == RequestBudget.INITIAL_WINDOW  # a cold client does not fire all 64
+        assert inside == LocalRequestBudget.INITIAL_WINDOW  # a cold client does not fire all 64
         budget.on_success()
         budget.on_success()
         await anyio.wait_all_tasks_blocked()
-        assert inside == RequestBudget.INITIAL_WINDOW + 2
+        assert inside == LocalRequestBudget.INITIAL_WINDOW + 2
         release.set()
     assert inside == 64
     async with anyio.create_task_group() as tg:  # warmed up: the whole cap at once
@@ -224,3 +236,10 @@ async def test_slow_start_opens_the_cap_one_request_per_success() -> None:
         await anyio.wait_all_tasks_blocked()
         assert inside == 64
         release.set()
+
+
+def test_the_local_budget_is_a_request_budget() -> None:
+    """The default implements the seam a shared budget plugs into."""
+    budget: RequestBudget = LocalRequestBudget(Limits())
+    assert budget.rate is None
+    assert budget.rate_limited == 0

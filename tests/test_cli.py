@@ -18,7 +18,7 @@ import pytest
 
 from relaydance_async._cli import main
 from relaydance_async._cli.common import redacted_command
-from relaydance_async.batch._journal import ItemState, Journal
+from relaydance_async.batch import ItemState, SQLiteJournal
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = (ROOT / "relaydance_async/testing/data/clip.mp4").read_bytes()
@@ -233,7 +233,7 @@ def test_ctrl_c_saves_journal_and_resume_finishes(
     assert proc.returncode == 130, stderr
     assert "Resume with" in stderr
     assert manual_emulator["api_key"] not in stderr + stdout
-    with Journal.open(out / ".relaydance-journal.sqlite") as journal:
+    with SQLiteJournal.open(out / ".relaydance-journal.sqlite") as journal:
         assert {r.state for r in journal.records()} == {ItemState.SUBMITTED}
 
     _admin(manual_emulator, "/_emulator/clock/finish", method="POST")
@@ -257,7 +257,7 @@ def test_journal_in_use_is_a_usage_error(
 ) -> None:
     """A second run on a journal another process holds exits 2 and sends nothing."""
     jobs = _jobs(tmp_path, 1)
-    with Journal.open(tmp_path / "out" / ".relaydance-journal-emulator.sqlite"):
+    with SQLiteJournal.open(tmp_path / "out" / ".relaydance-journal-emulator.sqlite"):
         status = main(["batch", str(jobs), "--out-dir", str(tmp_path / "out"), "--emulator"])
     assert status == 2
     assert "in use" in capsys.readouterr().err

@@ -14,6 +14,7 @@ import pytest
 
 from relaydance_async._client.scheduler import Scheduler
 from relaydance_async._sansio.polling.policy import PollPolicy
+from relaydance_async.coordination import LocalCompletionRouter
 from relaydance_async.exceptions import ClientStateError
 from relaydance_async.models import TaskStatus
 from relaydance_async.webhooks import WebhookReceiver
@@ -47,7 +48,10 @@ async def _env(confirm: bool) -> AsyncIterator[Env]:
     scheduler = Scheduler(fake.fetch, PollPolicy())
     receiver = WebhookReceiver(SECRET, confirm=confirm, max_body_bytes=4096)
     server = await receiver.serve("127.0.0.1", 0)
-    receiver.attach(scheduler=scheduler, fetch=fake.fetch)
+    router = LocalCompletionRouter()  # as the client wires it
+    router.attach(scheduler)
+    scheduler.on_track = router.tracked
+    receiver.attach(router=router, fetch=fake.fetch)
     async with aiohttp.ClientSession() as http, server:
         yield Env(fake, scheduler, receiver, http)
     await scheduler.aclose()
@@ -230,7 +234,10 @@ async def test_asgi_app_resolves_and_rejects_like_the_aiohttp_one() -> None:
     fake = FakeTasks()
     scheduler = Scheduler(fake.fetch, PollPolicy())
     receiver = WebhookReceiver(SECRET, "http://testserver/hooks")
-    receiver.attach(scheduler=scheduler, fetch=fake.fetch)
+    router = LocalCompletionRouter()  # as the client wires it
+    router.attach(scheduler)
+    scheduler.on_track = router.tracked
+    receiver.attach(router=router, fetch=fake.fetch)
     app = receiver.asgi_app()
     job = scheduler.track(fake.add("t1", 0.0, 0.0), webhook=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -40,13 +41,19 @@ from relaydance_async._sansio.retry import Decision, Failure, decide, retry_wait
 from relaydance_async._sansio.settings import Limits, RetryPolicy, Timeout
 from relaydance_async._sansio.validate import check_http_url
 from relaydance_async._sansio.wire import task_from_wire
+from relaydance_async.clock import Clock, SystemClock
+from relaydance_async.coordination import (
+    CompletionRouter,
+    CompletionSource,
+    Coordinator,
+    LocalCoordinator,
+)
 from relaydance_async.models import Task, TaskStatus
 from relaydance_async.transport import AiohttpTransport, HTTPRequest, Transport, TransportError
 
 if TYPE_CHECKING:
     from relaydance_async._client.hosts import MediaHost
     from relaydance_async.assets import AssetClient
-    from relaydance_async.webhooks import WebhookReceiver
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncRelayDance"]
 
@@ -78,13 +85,18 @@ class AsyncRelayDance:
         limits: Connection pool and shared request budget (concurrency, requests per second).
         retry: Backoff and attempt limits; submits are retried only where safe.
         poll: The polling scheduler's ``PollPolicy`` (defaults to ``PollPolicy()``).
-        webhooks: A ``WebhookReceiver``: submitted jobs then get a ``callback_url`` and are
-            resolved by callbacks, with polling as a slow safety net.
+        webhooks: A ``WebhookReceiver`` (any ``CompletionSource``): submitted jobs then get a
+            ``callback_url`` and are resolved by callbacks, with polling as a slow safety net.
         session: An ``aiohttp.ClientSession`` to borrow; the client never closes it.
         media_host: Where ``files.upload`` puts files: a ``MediaHost`` (``WaveSpeedHost()``…,
             called as ``await media_host.upload(client, source, ...)``); RelayDance's own
             ``/files`` by default.
         transport: Replace the HTTP transport (tests pass a ``MockTransport``).
+        coordinator: What the client shares with other clients and processes (request budget,
+            learned timings, webhook completion routing, poll leases): ``LocalCoordinator()``
+            (this client alone) by default.
+        clock: The clock the scheduler, the request budget and job waits run on
+            (``SystemClock()`` by default; tests pass a ``ManualClock``).
 
     Raises:
         RelayDanceError: No API key was given and ``RELAYDANCE_API_KEY`` is not set.
@@ -99,10 +111,12 @@ class AsyncRelayDance:
         limits: Limits = _DEFAULT_LIMITS,
         retry: RetryPolicy = _DEFAULT_RETRY,
         poll: PollPolicy | None = None,
-        webhooks: WebhookReceiver | None = None,
+        webhooks: CompletionSource | None = None,
         session: aiohttp.ClientSession | None = None,
         media_host: MediaHost | None = None,
         transport: Transport | None = None,
+        coordinator: Coordinator | None = None,
+        clock: Clock | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("RELAYDANCE_API_KEY")
         if not key:
@@ -129,9 +143,14 @@ class AsyncRelayDance:
         self._session = session
         self._media_host = media_host
         self._transport: Transport | None = transport
+        self._coordinator: Coordinator = coordinator or LocalCoordinator()
+        self._clock: Clock = clock or SystemClock()
+        # Clients on one key share a budget through a coordinator: a fingerprint, never the key.
+        self._key_id = hashlib.sha256(b"relaydance-api-key:" + key.encode()).hexdigest()[:24]
         self._state = "new"
         self._budget: RequestBudget | None = None
         self._scheduler: Scheduler | None = None
+        self._router: CompletionRouter | None = None
         user_agent = _user_agent()
         # Built once: the poll path reuses these dicts for every request.
         self._headers: Mapping[str, str] = {
@@ -175,9 +194,19 @@ class AsyncRelayDance:
         return self._opened()[1]
 
     @property
-    def webhooks(self) -> WebhookReceiver | None:
+    def webhooks(self) -> CompletionSource | None:
         """The ``WebhookReceiver`` given at construction, or ``None``."""
         return self._webhooks
+
+    @property
+    def coordinator(self) -> Coordinator:
+        """The coordinator given at construction (a ``LocalCoordinator`` by default)."""
+        return self._coordinator
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the scheduler, the request budget and job waits run on."""
+        return self._clock
 
     @property
     def assets(self) -> AssetClient:
@@ -216,15 +245,35 @@ class AsyncRelayDance:
             return self
         if self._state == "closed":
             raise exc.ClientStateError("this AsyncRelayDance is closed; create a new client")
+        coordinator = self._coordinator
+        await coordinator.open()
+        try:
+            timing = coordinator.timing_store()
+            history = await timing.load()
+        except BaseException:
+            await coordinator.aclose()
+            raise
         if self._transport is None:
             self._transport = AiohttpTransport(
                 timeout=self.timeout, limits=self.limits, session=self._session
             )
-        self._budget = RequestBudget(self.limits)
-        self._scheduler = Scheduler(fetch=self._fetch_task_once, policy=self._poll or PollPolicy())
+        self._budget = coordinator.request_budget(
+            key_id=self._key_id, limits=self.limits, clock=self._clock
+        )
+        scheduler = self._scheduler = Scheduler(
+            fetch=self._fetch_task_once,
+            policy=self._poll or PollPolicy(),
+            clock=self._clock,
+            leases=coordinator.poll_leases(),
+            timing=timing,
+            history=history,
+        )
+        router = self._router = coordinator.completion_router()
+        router.attach(scheduler)
+        scheduler.on_track = router.tracked
         self._state = "open"
         if self._webhooks is not None:
-            self._webhooks.attach(scheduler=self._scheduler, fetch=self._fetch_task_once)
+            self._webhooks.attach(router=router, fetch=self._fetch_task_once)
         return self
 
     async def aclose(self) -> None:
@@ -239,16 +288,23 @@ class AsyncRelayDance:
         if not was_open:
             return
         scheduler, self._scheduler = self._scheduler, None
+        router, self._router = self._router, None
         transport = self._transport
         with anyio.CancelScope(shield=True):
             try:
-                if scheduler is not None:
+                if router is not None:
                     if self._webhooks is not None:
-                        self._webhooks.detach(scheduler)
+                        self._webhooks.detach(router=router, fetch=self._fetch_task_once)
+                    if scheduler is not None:
+                        router.detach(scheduler)
+                if scheduler is not None:
                     await scheduler.aclose()
             finally:
-                if transport is not None:
-                    await transport.aclose()
+                try:
+                    if transport is not None:
+                        await transport.aclose()
+                finally:
+                    await self._coordinator.aclose()
 
     async def __aenter__(self) -> AsyncRelayDance:
         return await self.open()

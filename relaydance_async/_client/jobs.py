@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from relaydance_async.clock import SystemClock
 from relaydance_async.exceptions import TaskFailedError, TaskTimeoutError
 from relaydance_async.models import Task, TaskStatus
 
@@ -106,12 +107,23 @@ class JobHandleBase(Generic[_T]):
         fut = self._get_future()
         if timeout is None:
             return await asyncio.shield(fut)
+        # The timeout runs on the scheduler's clock (a test's manual clock moves it too).
+        clock = self._scheduler.clock if self._scheduler is not None else SystemClock()
+        expired = asyncio.get_running_loop().create_future()
+
+        def expire() -> None:
+            if not expired.done():
+                expired.set_result(None)
+
+        timer = clock.call_at(clock.now() + timeout, expire)
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except asyncio.TimeoutError:
-            if fut.done():  # ended at the very moment the timeout fired
-                return fut.result()
-            raise TaskTimeoutError(self.task_id, timeout, self._snapshot()) from None
+            # Neither future is cancelled by a cancelled wait: the job lives on.
+            await asyncio.wait((fut, expired), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+        if fut.done():  # ended (perhaps at the very moment the timeout fired)
+            return fut.result()
+        raise TaskTimeoutError(self.task_id, timeout, self._snapshot())
 
     def cancel(self) -> bool:
         """Stop watching at once: no further polls; awaiting the job raises ``CancelledError``.

@@ -12,13 +12,20 @@ import asyncio
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol, TypeVar, cast
 
 from relaydance_async._client.jobs import VideoJob
 from relaydance_async._sansio.polling.policy import PollPolicy
 from relaydance_async._sansio.polling.schedule import Action, Entry, Phase, Schedule
 from relaydance_async._sansio.polling.timing import TimingModel
+from relaydance_async.clock import Clock, SystemClock, Timer
+from relaydance_async.coordination import (
+    LocalPollLeases,
+    PollLeases,
+    TimingObservation,
+    TimingStore,
+)
 from relaydance_async.exceptions import (
     APIStatusError,
     ClientStateError,
@@ -79,6 +86,10 @@ class Scheduler:
         policy: How polls are spaced; ``PollPolicy()`` if omitted.
         model: A timing model to start from (shared between clients, or warmed); fresh if omitted.
         rng: Random source for jitter.
+        clock: The clock polls are timed and waited on; ``SystemClock()`` if omitted.
+        leases: Asked before every poll whether this process may send it; always yes if omitted.
+        timing: Told every timing observation the model makes (a shared store).
+        history: Observations to warm the model with (``await timing.load()``), oldest first.
     """
 
     def __init__(
@@ -88,24 +99,45 @@ class Scheduler:
         *,
         model: TimingModel | None = None,
         rng: random.Random | None = None,
+        clock: Clock | None = None,
+        leases: PollLeases | None = None,
+        timing: TimingStore | None = None,
+        history: Iterable[TimingObservation] = (),
     ) -> None:
         self._fetch = fetch
         self.policy = policy or PollPolicy()
         self._schedule = Schedule(self.policy, model, rng)
+        self.clock: Clock = clock or SystemClock()
+        """The clock this scheduler and its jobs time and wait by."""
+        self._leases: PollLeases = leases or LocalPollLeases()
+        learned = self._schedule.model
+        for seen in history:
+            if seen.phase == "run":
+                learned.observe_run(seen.kind, seen.seconds)
+            else:
+                learned.observe_queue(seen.kind, seen.seconds)
+        if timing is not None:
+            store = timing
+
+            def record(kind: JobKind, phase: str, seconds: float) -> None:
+                store.record(TimingObservation(kind, "run" if phase == "run" else "queue", seconds))
+
+            learned.observer = record
         self._jobs: dict[str, JobHandle] = {}
         self._driver: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
+        self._timer_due = math.inf
         self._polls: set[asyncio.Task[None]] = set()
         self._closed = False
         self.polls_sent = 0
         """Polls sent so far (answered or not)."""
         self.poll_errors = 0
         """Polls that failed transiently and were retried later."""
-        self.on_track: Callable[[JobHandle], None] | None = None
-        """Called with every job that starts being watched (the webhook receiver sets it, to
-        resolve jobs whose callback came before their submit's answer was tracked)."""
+        self.on_track: Callable[[str], None] | None = None
+        """Called with the task id of every job that starts being watched (the client hands it
+        to its completion router, so that a callback that came before its submit's answer was
+        tracked still resolves the job)."""
 
     # -- public surface for the client and the webhook receiver ---------------------------------
 
@@ -159,6 +191,11 @@ class Scheduler:
         """The live job watching ``task_id``, if any."""
         return self._jobs.get(task_id)
 
+    def awaits(self, task_id: str) -> bool:
+        """Whether a live job waits for ``task_id`` (``CompletionSink``)."""
+        job = self._jobs.get(task_id)
+        return job is not None and not job.done()
+
     def deliver(self, task: Task) -> bool:
         """Feed a task snapshot learned elsewhere (a confirmed webhook) to its job.
 
@@ -195,8 +232,7 @@ class Scheduler:
     # -- internals -------------------------------------------------------------------------------
 
     def _now(self) -> float:
-        loop = self._loop or asyncio.get_running_loop()
-        return loop.time()
+        return self.clock.now()
 
     def track_handle(
         self,
@@ -238,12 +274,10 @@ class Scheduler:
         if existing is not None and not existing.done() and handle is None:
             return existing
         loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
         job: JobHandle = VideoJob(self, task) if handle is None else handle
         entry = self._schedule.add(
             task.id,
-            loop.time(),
+            self.clock.now(),
             kind=kind,
             status=task.status,
             webhook=webhook,
@@ -257,7 +291,7 @@ class Scheduler:
         job._entry = entry
         self._jobs[task.id] = job
         if self.on_track is not None:
-            self.on_track(job)
+            self.on_track(task.id)
         if self._driver is None:
             self._driver = loop.create_task(self._run(), name="relaydance-scheduler")
         elif entry.due <= (self._schedule.next_due() or math.inf):
@@ -270,10 +304,12 @@ class Scheduler:
             self._schedule.cancel(job._entry)
         if self._jobs.get(job.task_id) is job:
             del self._jobs[job.task_id]
+            self._leases.release(job.task_id)
 
     def _end(self, job: JobHandle, outcome: Task | BaseException) -> None:
         if self._jobs.get(job.task_id) is job:
             del self._jobs[job.task_id]
+            self._leases.release(job.task_id)
         job._finish(outcome)
 
     def _wakeup(self) -> None:
@@ -294,10 +330,11 @@ class Scheduler:
 
     async def _drive(self) -> None:
         loop = asyncio.get_running_loop()
+        clock = self.clock
         schedule = self._schedule
         limit = self.policy.max_concurrent_polls
         while not self._closed:
-            now = loop.time()
+            now = clock.now()
             while schedule.in_flight < limit:
                 popped = schedule.pop_due(now)
                 if popped is None:
@@ -311,13 +348,16 @@ class Scheduler:
                 poll.add_done_callback(self._polls.discard)
             self._wake = loop.create_future()
             due = schedule.next_due() if schedule.in_flight < limit else None
-            self._timer = loop.call_at(due, self._wakeup) if due is not None else None
+            if due is not None:
+                self._timer = clock.call_at(due, self._wakeup)
+                self._timer_due = due
             try:
                 await self._wake
             finally:
                 if self._timer is not None:
                     self._timer.cancel()
                     self._timer = None
+                self._timer_due = math.inf
                 self._wake = None
 
     def _expire(self, entry: Entry, now: float) -> None:
@@ -330,7 +370,7 @@ class Scheduler:
         Reusing the task for the next due poll, instead of waking the driver to start a new
         task for it, keeps the per-poll cost of the scheduler small on a busy client.
         """
-        loop = asyncio.get_running_loop()
+        clock = self.clock
         schedule = self._schedule
         try:
             while True:
@@ -338,14 +378,14 @@ class Scheduler:
                 if self._closed:
                     return
                 while True:
-                    now = loop.time()
+                    now = clock.now()
                     popped = schedule.pop_due(now)
                     if popped is None:
                         due = schedule.next_due()
                         if due is None or due - now > _LINGER:
                             return
                         # Due in a moment: wait here rather than hand it back to the driver.
-                        await asyncio.sleep(due - now)
+                        await clock.sleep(due - now)
                         continue
                     action, entry = popped
                     if action is Action.POLL:
@@ -355,13 +395,16 @@ class Scheduler:
             # The driver sleeps until the next due time it saw; wake it only if the heap now
             # holds something sooner (or it slept with no timer, every slot being taken).
             due = schedule.next_due()
-            timer = self._timer
-            if due is not None and (timer is None or due < timer.when()):
+            if due is not None and due < self._timer_due:
                 self._wakeup()
 
     async def _poll(self, entry: Entry, job: JobHandle) -> None:
-        loop = asyncio.get_running_loop()
-        sent = loop.time()
+        clock = self.clock
+        sent = clock.now()
+        if not self._leases.may_poll(entry.task_id):
+            # Another process polls this task; its completion reaches us through the router.
+            self._schedule.defer(entry, sent)
+            return
         self.polls_sent += 1
         fetch: Fetch = getattr(job, "_fetch", None) or self._fetch
         try:
@@ -384,7 +427,7 @@ class Scheduler:
                 try:
                     job._update(task)
                     done = self._schedule.on_task(
-                        entry, loop.time(), task.status, task.progress, sent
+                        entry, clock.now(), task.status, task.progress, sent
                     )
                 except Exception as exc:  # pragma: no cover - a bug must not hang the job
                     log.exception("could not record the answer for task %s", entry.task_id)

@@ -43,24 +43,71 @@ has no I/O, so it is tested without an event loop; ``slot()`` adds only the sema
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
+from typing import Protocol
 
 import anyio
 
 from relaydance_async._sansio.settings import Limits
+from relaydance_async.clock import Clock, SystemClock
 
-__all__ = ["RequestBudget"]
+__all__ = ["LocalRequestBudget", "RequestBudget"]
 
 
-class RequestBudget:
+class RequestBudget(Protocol):
+    """The seam every request passes through: a concurrency cap and a request rate.
+
+    A request is sent inside ``async with budget.slot():`` and its answer is reported with
+    ``on_success()`` or, for a 429, ``on_rate_limited(retry_after)``. ``LocalRequestBudget`` (one
+    client, one process) is the default; a shared implementation (one budget per API key across
+    processes) plugs in through ``Coordinator.request_budget`` without any caller changing.
+    """
+
+    @property
+    def rate(self) -> float | None:
+        """The pacing rate now, in requests per second; ``None`` while unlimited (not learned)."""
+
+    @property
+    def rate_limited(self) -> int:
+        """How many 429s this budget has been told of (by this process)."""
+
+    def slot(self) -> AbstractAsyncContextManager[None]:
+        """Hold one request's place: entering waits for a free place and for the pacing.
+
+        Entering may wait (for the concurrency cap, for the paced send instant, out a pause
+        after a 429); cancelling while it waits takes no place. Leaving, however the request
+        ended, gives the place back. A shared implementation that cannot reach its store must
+        not hang the request: it degrades to local pacing (and says so in its docs) or raises
+        a ``RelayDanceError`` before anything is sent.
+        """
+
+    def on_success(self) -> None:
+        """Report an answer other than 429 (any status): the rate may recover.
+
+        Never blocks and never raises; a shared implementation records it in the background.
+        """
+
+    def on_rate_limited(self, retry_after: float | None) -> None:
+        """Report a 429: every request waits ``retry_after`` seconds and the rate is cut once.
+
+        Args:
+            retry_after: Seconds the server asked for (already capped by the caller), or
+                ``None`` when it did not say.
+
+        Never blocks and never raises; a shared implementation tells every process at once
+        (best effort in the background) and applies it locally at once.
+        """
+
+
+class LocalRequestBudget:
     """The concurrency cap and adaptive request rate shared by every request of one client.
+
+    The in-process ``RequestBudget`` (the default): it knows only this client's requests.
 
     Args:
         limits: ``max_in_flight`` and ``requests_per_second`` come from here.
-        clock: Monotonic seconds (injectable for tests).
-        sleep: An async sleep (injectable for tests).
+        clock: The clock paced by and slept on; ``SystemClock()`` when omitted.
     """
 
     DECREASE = 0.85
@@ -77,14 +124,14 @@ class RequestBudget:
         self,
         limits: Limits,
         *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        clock: Clock | None = None,
     ) -> None:
         self._limits = limits
         self._ceiling = limits.requests_per_second
         self._rate: float | None = limits.requests_per_second
-        self._clock = clock
-        self._sleep = sleep
+        clock = clock or SystemClock()
+        self._clock = clock.now
+        self._sleep = clock.sleep
         self._semaphore = anyio.Semaphore(limits.max_in_flight)
         self._window = min(self.INITIAL_WINDOW, limits.max_in_flight)
         self._in_flight = 0
@@ -101,8 +148,7 @@ class RequestBudget:
         self._cut_successes = 0
         self.epoch = 0
         """Bumped by every cut: a request booked at the old rate books again."""
-        self.rate_limited = 0
-        """How many 429s the budget has been told of."""
+        self._rate_limited = 0
 
     # ---------------------------------------------------------------- pure arithmetic
 
@@ -110,6 +156,11 @@ class RequestBudget:
     def rate(self) -> float | None:
         """The current pacing rate in requests per second, ``None`` while unlimited."""
         return self._rate
+
+    @property
+    def rate_limited(self) -> int:
+        """How many 429s the budget has been told of."""
+        return self._rate_limited
 
     @property
     def paused_until(self) -> float:
@@ -167,7 +218,7 @@ class RequestBudget:
         """
         if now is None:
             now = self._clock()
-        self.rate_limited += 1
+        self._rate_limited += 1
         if retry_after is not None and retry_after > 0:
             self._paused_until = max(self._paused_until, now + retry_after)
         first = self._last_cut == -math.inf
@@ -207,7 +258,7 @@ class RequestBudget:
 
     # ---------------------------------------------------------------- I/O side
 
-    def slot(self) -> RequestBudget:
+    def slot(self) -> LocalRequestBudget:
         """An async context manager that holds one request's place in the budget."""
         return self
 

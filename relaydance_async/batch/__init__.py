@@ -31,7 +31,14 @@ from relaydance_async.batch._jobfile import (
     parse_items,
     read_job_file,
 )
-from relaydance_async.batch._journal import Journal, JournalError
+from relaydance_async.batch._journal import (
+    ItemRecord,
+    ItemState,
+    Journal,
+    JournalError,
+    SQLiteJournal,
+    UploadRecord,
+)
 from relaydance_async.batch._results import BatchResult, BatchStatus, BatchSummary
 from relaydance_async.batch._run import BatchRun, OnUncertain
 from relaydance_async.exceptions import RelayDanceError
@@ -43,9 +50,14 @@ __all__ = [
     "BatchRun",
     "BatchStatus",
     "BatchSummary",
+    "ItemRecord",
+    "ItemState",
     "JobFileError",
+    "Journal",
     "JournalError",
     "OnUncertain",
+    "SQLiteJournal",
+    "UploadRecord",
     "read_job_file",
     "run_batch",
 ]
@@ -109,7 +121,9 @@ def run_batch(
         requests: Jobs: ``VideoRequest`` objects, mappings or JSONL strings in the job-file
             syntax (with an optional stable ``id``), or items from ``read_job_file``.
         journal: Path of the SQLite journal (created if missing, resumed if present), an open
-            ``Journal``, or None for an in-memory journal (nothing survives the process).
+            ``Journal`` (``SQLiteJournal.open(path)``, or another implementation of the
+            protocol; left open), or None for an in-memory journal (nothing survives the
+            process).
         max_in_flight: Most items worked on at once (uploading, submitted, downloading).
         download_dir: Folder for finished clips; None to skip downloads.
         on_uncertain: For an item whose submit may or may not have reached the server:
@@ -135,8 +149,11 @@ def run_batch(
     if on_uncertain not in ("report", "resubmit"):
         raise ValueError("on_uncertain must be 'report' or 'resubmit'")
     items = _coerce_items(requests, Path(base_dir) if base_dir is not None else None)
-    owns = not isinstance(journal, Journal)
-    opened = journal if isinstance(journal, Journal) else Journal.open(journal or ":memory:")
+    opened: Journal
+    if journal is None or isinstance(journal, (str, Path)):
+        owns, opened = True, SQLiteJournal.open(journal or ":memory:")
+    else:
+        owns, opened = False, journal
     try:
         _bind_to_server(opened, server or _server_of(client))
         _check_against_journal(items, opened)
@@ -175,7 +192,7 @@ def _bind_to_server(journal: Journal, server: str) -> None:
         journal.set_meta("server", server)
     elif recorded != server and journal.records():
         raise JournalError(
-            f"journal {journal.path} holds tasks of {recorded}, not of {server}; "
+            f"journal {journal.location} holds tasks of {recorded}, not of {server}; "
             "use another journal for this server"
         )
 
@@ -193,4 +210,4 @@ def _check_against_journal(items: list[BatchItem], journal: Journal) -> None:
                 )
             )
     if errors:
-        raise JobFileError(errors[:50], str(journal.path))
+        raise JobFileError(errors[:50], journal.location)

@@ -1,4 +1,8 @@
-"""The batch journal: one SQLite row per item, written so that no job is ever submitted twice.
+"""The batch journal: one record per item, written so that no job is ever submitted twice.
+
+``Journal`` is the seam (a protocol); ``SQLiteJournal`` (one SQLite row per item, stdlib) is the
+default, and a shared journal (e.g. in Redis, for a batch spread over machines) implements the
+same protocol with the same guarantees.
 
 Order of writes for one item, each durable before the next step:
 
@@ -22,13 +26,13 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import anyio
 import anyio.to_thread
 import attrs
 
-__all__ = ["Journal", "JournalError", "ItemRecord", "ItemState", "UploadRecord"]
+__all__ = ["ItemRecord", "ItemState", "Journal", "JournalError", "SQLiteJournal", "UploadRecord"]
 
 SCHEMA_VERSION = 1
 
@@ -121,6 +125,66 @@ class UploadRecord:
     created: float
 
 
+@runtime_checkable
+class Journal(Protocol):
+    """A batch's durable record of every item: the seam the batch runner writes through.
+
+    The runner's order of writes for one item is the whole guarantee (see the module's doc):
+    the intent (``SUBMITTING`` with its idempotency key) is durable before the submit is sent,
+    the task id right after the answer. Reads (``get``, ``records``, ``find_upload``) are
+    answered from memory, at once; writes are queued (``put``) and made durable together
+    (``flush``, ``write``). Every method raises ``JournalError`` when the store cannot be used;
+    the runner then stops submitting (it never submits without its intent recorded).
+    """
+
+    @property
+    def location(self) -> str:
+        """Where the journal lives, for messages (a path, or a URL without credentials)."""
+
+    def get(self, item_id: str) -> ItemRecord | None:
+        """The item's latest record, including writes not yet durable; None if never written."""
+
+    def records(self) -> list[ItemRecord]:
+        """Every item's latest record, in input order (``seq``)."""
+
+    def meta(self, key: str) -> str | None:
+        """A journal-level setting (e.g. the server its tasks live on), or None if unset."""
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Record a journal-level setting durably at once (called before the batch starts)."""
+
+    def find_upload(
+        self, sha256: str, host: str, purpose: str, *, max_age: float
+    ) -> UploadRecord | None:
+        """An upload of the same content to the same host, at most ``max_age`` seconds old."""
+
+    def put(self, record: ItemRecord) -> None:
+        """Queue an item's new record (its ``updated`` time is set here).
+
+        Visible to ``get`` at once, durable after the next ``flush``. Writing the same record
+        twice is harmless (the latest wins).
+        """
+
+    def put_upload(self, record: UploadRecord) -> None:
+        """Queue an upload's record, for reuse by later items and later runs."""
+
+    async def write(self, record: ItemRecord) -> None:
+        """``put`` then ``flush``: return once the record is durable."""
+
+    async def flush(self) -> None:
+        """Make everything queued so far durable; return once it is.
+
+        Concurrent callers may share one commit. Raises ``JournalError`` if the write failed:
+        the caller must then treat the queued records as not written.
+        """
+
+    def close(self) -> None:
+        """Make what is queued durable and release the journal (idempotent).
+
+        Raises ``JournalError`` if the last write failed (the journal is released anyway).
+        """
+
+
 class _Batch:
     """Writes that will share one commit, and the event their writers wait on."""
 
@@ -160,8 +224,8 @@ VALUES (?, ?, ?, ?, ?, ?, ?)
 """
 
 
-class Journal:
-    """A batch's durable record (SQLite, stdlib), with group-committed writes.
+class SQLiteJournal:
+    """A batch's durable record (SQLite, stdlib), with group-committed writes (``Journal``).
 
     Open it with :meth:`open`; it holds an exclusive lock on its file until :meth:`close`, so two
     processes never run one batch at once. Reads come from an in-memory copy loaded at open.
@@ -180,8 +244,13 @@ class Journal:
         """Transactions committed since open (for tests and benchmarks)."""
         self._load()
 
+    @property
+    def location(self) -> str:
+        """The journal file's path."""
+        return str(self.path)
+
     @classmethod
-    def open(cls, path: str | Path) -> Journal:
+    def open(cls, path: str | Path) -> SQLiteJournal:
         """Open (or create) the journal at ``path`` and lock it for this process.
 
         Raises:
@@ -347,7 +416,7 @@ class Journal:
         if failure is not None:
             raise JournalError(f"journal write failed: {failure}") from failure
 
-    def __enter__(self) -> Journal:
+    def __enter__(self) -> SQLiteJournal:
         return self
 
     def __exit__(self, *exc: object) -> None:

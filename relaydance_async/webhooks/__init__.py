@@ -16,8 +16,9 @@ body                  not a JSON task object 400; a task id other than the one
 ====================  =========================================================
 
 A final state is then confirmed with one GET (unless ``confirm=False``) and handed to the
-scheduler, resolving the same ``VideoJob`` polling would have. Duplicates are answered 200 and
-change nothing.
+client's completion router (``relaydance_async.coordination``), which resolves the same
+``VideoJob`` polling would have, in this process or (with a shared router) another. Duplicates
+are answered 200 and change nothing.
 
 Serve it with ``aiohttp_handler()`` (inside an aiohttp app), ``asgi_app()`` (Starlette, FastAPI
 or any ASGI server), or ``await serve(host, port)`` (a standalone aiohttp site).
@@ -40,6 +41,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import attrs
 
 from relaydance_async._sansio.wire import task_from_wire
+from relaydance_async.coordination import CompletionRouter, FetchTask
 from relaydance_async.exceptions import ClientStateError, NotFoundError
 from relaydance_async.models import Task
 
@@ -53,7 +55,6 @@ _DEFAULT_MAX_BODY = 1024 * 1024
 _MEMORY = 100_000  # bound-nonce and finished-task memories, oldest forgotten first
 _EARLY_MEMORY = 10_000  # callbacks that came before their job was tracked
 
-Fetch = Callable[[str], Awaitable[Task]]
 ASGIApp = Callable[
     [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
     Awaitable[None],
@@ -73,6 +74,13 @@ class WebhookResponse:
     def body(self) -> bytes:
         """The JSON body."""
         return json.dumps({"ok": self.status < 300, "detail": self.detail}).encode()
+
+
+@attrs.frozen
+class _Attachment:
+    router: CompletionRouter
+    fetch: FetchTask
+    listener: Callable[[str], None]
 
 
 class _TooLarge(Exception):
@@ -133,7 +141,7 @@ class WebhookReceiver:
         self.public_url = public_url
         self.confirm = confirm
         self.max_body_bytes = max_body_bytes
-        self._attached: list[tuple[Any, Fetch]] = []
+        self._attached: list[_Attachment] = []
         self._bound = _Lru(_MEMORY)
         self._finished = _Lru(_MEMORY)
         self._early: collections.OrderedDict[str, Task] = collections.OrderedDict()
@@ -180,17 +188,22 @@ class WebhookReceiver:
         """
         self._bound.put(idempotency_key, task_id)
 
-    def attach(self, *, scheduler: Any, fetch: Fetch) -> None:
-        """Resolve jobs of ``scheduler``, confirming with ``fetch`` (the client does this)."""
-        self._attached = [(s, f) for s, f in self._attached if s is not scheduler]
-        self._attached.append((scheduler, fetch))
-        scheduler.on_track = functools.partial(self._on_track, scheduler, fetch)
+    def attach(self, *, router: CompletionRouter, fetch: FetchTask) -> None:
+        """Resolve jobs through ``router``, confirming with ``fetch`` (the client does this).
 
-    def detach(self, scheduler: Any) -> None:
-        """Stop resolving jobs of ``scheduler``."""
-        self._attached = [(s, f) for s, f in self._attached if s is not scheduler]
-        if getattr(scheduler, "on_track", None) is not None:
-            scheduler.on_track = None
+        Idempotent for the same pair.
+        """
+        if any(a.router is router and a.fetch == fetch for a in self._attached):
+            return
+        listener = functools.partial(self._on_track, router, fetch)
+        self._attached.append(_Attachment(router, fetch, listener))
+        router.add_listener(listener)
+
+    def detach(self, *, router: CompletionRouter, fetch: FetchTask) -> None:
+        """Stop resolving jobs through ``router`` with ``fetch`` (idempotent)."""
+        for attachment in [a for a in self._attached if a.router is router and a.fetch == fetch]:
+            self._attached.remove(attachment)
+            router.remove_listener(attachment.listener)
 
     # -- the framework-neutral core --------------------------------------------------------------
 
@@ -269,10 +282,9 @@ class WebhookReceiver:
         return b"".join(chunks)
 
     async def _resolve(self, claimed: Task) -> WebhookResponse:
-        for scheduler, fetch in self._attached:
-            job = scheduler.job(claimed.id)
-            if job is not None and not job.done():
-                return await self._confirm_and_deliver(scheduler, fetch, claimed)
+        for attachment in list(self._attached):
+            if await attachment.router.awaited(claimed.id):
+                return await self._confirm_and_deliver(attachment.router, attachment.fetch, claimed)
         # No job watches it here (yet): a very fast task can call back before its submit's
         # answer was handed to the scheduler. Keep the claim a while; ``track`` picks it up.
         self._early[claimed.id] = claimed
@@ -281,7 +293,7 @@ class WebhookReceiver:
         return WebhookResponse(200, "unknown_job")
 
     async def _confirm_and_deliver(
-        self, scheduler: Any, fetch: Fetch, claimed: Task
+        self, router: CompletionRouter, fetch: FetchTask, claimed: Task
     ) -> WebhookResponse:
         task = claimed
         if self.confirm:
@@ -295,21 +307,21 @@ class WebhookReceiver:
                 return WebhookResponse(503, "could not confirm, retry later")
             if not task.status.is_terminal:
                 # The body claimed more than the server says: keep waiting (and polling).
-                scheduler.deliver(task)
+                await router.route(task)
                 return WebhookResponse(200, "confirmed_not_final")
         if task.id != claimed.id:
             return WebhookResponse(403, "confirmation named another task")
         self._finished.put(claimed.id)
-        scheduler.deliver(task)
+        await router.route(task)
         return WebhookResponse(200, "resolved")
 
-    def _on_track(self, scheduler: Any, fetch: Fetch, job: Any) -> None:
-        """The scheduler started watching ``job``: resolve it if its callback came first."""
-        claimed = self._early.pop(job.task_id, None)
+    def _on_track(self, router: CompletionRouter, fetch: FetchTask, task_id: str) -> None:
+        """A job started waiting for ``task_id``: resolve it if its callback came first."""
+        claimed = self._early.pop(task_id, None)
         if claimed is None:
             return
         late = asyncio.get_running_loop().create_task(
-            self._confirm_and_deliver(scheduler, fetch, claimed)
+            self._confirm_and_deliver(router, fetch, claimed)
         )
         self._late.add(late)
         late.add_done_callback(self._late.discard)

@@ -270,11 +270,6 @@ class Schedule:
             return Action.POLL, entry
         return None
 
-    def reschedule(self, entry: Entry, now: float, delay: float) -> None:
-        """Move a waiting entry's next poll to ``now + delay`` (e.g. a webhook said "running")."""
-        if entry.phase is Phase.WAITING:
-            self._push(entry, now + delay)
-
     # -- answers -------------------------------------------------------------------------------
 
     def on_task(
@@ -335,6 +330,17 @@ class Schedule:
         self.waiting += 1
         entry.errors += 1
         self._push(entry, now + error_delay(self.policy, entry.errors, self._rng.random()))
+
+    def defer(self, entry: Entry, now: float) -> None:
+        """A poll popped but not sent (another process polls the task): wait as if it had been.
+
+        The entry keeps everything it knew and is due again one planned gap from ``now``.
+        """
+        if entry.phase is not Phase.IN_FLIGHT:
+            return
+        self.in_flight -= 1
+        self.waiting += 1
+        self._push(entry, now + self._delay(entry, now, None))
 
     def fail(self, entry: Entry) -> None:
         """End the job for a permanent reason (unknown task, client closing)."""

@@ -17,7 +17,7 @@ are thus dense where completion is likely and absent where it is not; the gap is
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from statistics import NormalDist
 from typing import Any
 
@@ -305,6 +305,8 @@ class TimingModel:
         self.window = window
         self.prior_scale = prior_scale
         self._kinds: dict[JobKind, _KindStats] = {}
+        self.observer: Callable[[JobKind, str, float], None] | None = None
+        """Told ``(kind, "queue" or "run", seconds)`` of every observation (a timing store)."""
 
     def _stats(self, kind: JobKind) -> _KindStats:
         stats = self._kinds.get(kind)
@@ -315,10 +317,14 @@ class TimingModel:
     def observe_queue(self, kind: JobKind, seconds: float) -> None:
         """Record that a job of ``kind`` queued for about ``seconds``."""
         self._stats(kind).queue.add(seconds)
+        if self.observer is not None:
+            self.observer(kind, "queue", seconds)
 
     def observe_run(self, kind: JobKind, seconds: float) -> None:
         """Record that a job of ``kind`` ran (to success) for about ``seconds``."""
         self._stats(kind).run.add(seconds)
+        if self.observer is not None:
+            self.observer(kind, "run", seconds)
 
     def censor(self, kind: JobKind, phase: str, old: float | None, new: float | None) -> None:
         """Move an unfinished job's "still in ``phase`` after" point from ``old`` to ``new``.

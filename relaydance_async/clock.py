@@ -1,0 +1,216 @@
+"""The clock seam: monotonic time, sleeping and timers, injected wherever the library waits.
+
+The scheduler's driver, the request budget's pacing and a job's ``wait(timeout=...)`` read the
+time and wait through a ``Clock`` instead of ``time.monotonic``, ``asyncio.sleep`` or the event
+loop's timers, so a test can run them on a ``ManualClock`` and move time by hand: no test has to
+sleep on the wall clock to see a poll spaced 30 seconds apart.
+
+``SystemClock`` (the default everywhere) is the real thing. ``ManualClock`` only moves when told
+(``await clock.advance(seconds)``, or ``await clock.run(awaitable)``, which jumps from one timer
+to the next whenever the awaited work is blocked on the clock alone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
+import anyio
+
+__all__ = ["Clock", "ManualClock", "SystemClock", "Timer"]
+
+_T = TypeVar("_T")
+
+
+class Timer(Protocol):
+    """A callback scheduled with ``Clock.call_at``."""
+
+    def cancel(self) -> None:
+        """Do not run the callback (no effect once it ran or was cancelled)."""
+
+
+class Clock(Protocol):
+    """Monotonic time and waiting, as the library uses them.
+
+    All times are seconds on one monotonic scale of the clock's own (not wall-clock time).
+    """
+
+    def now(self) -> float:
+        """The current time."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Return after ``seconds`` have passed on this clock (at once for ``seconds <= 0``).
+
+        Cancellable like ``asyncio.sleep``.
+        """
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        """Run ``callback()`` in the running event loop once the clock reaches ``when``.
+
+        Must be called from inside the event loop; the callback runs there too.
+        """
+
+
+class SystemClock:
+    """The real clock: ``time.monotonic``, ``anyio.sleep`` and the event loop's timers."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "SystemClock()"
+
+    def now(self) -> float:
+        """``time.monotonic()``."""
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        """``anyio.sleep(seconds)``."""
+        await anyio.sleep(max(0.0, seconds))
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        """An event-loop timer (``loop.call_later``) for the moment ``when`` on this clock."""
+        # The loop's own clock need not be time.monotonic (uvloop's is not): convert by delay.
+        return asyncio.get_running_loop().call_later(max(0.0, when - time.monotonic()), callback)
+
+
+class _ManualTimer:
+    __slots__ = ("callback", "cancelled", "when")
+
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class ManualClock:
+    """A clock that moves only when told: for tests of anything that waits.
+
+    Timers and sleepers fire in time order as the clock passes them; after each step the event
+    loop turns until every other task waits on something not yet done (or ``settle`` turns
+    passed), so the code a timer wakes runs, and books its next timer, before time moves on.
+    Nothing else in the process sees this clock. Meant for asyncio.
+
+    Args:
+        start: The initial time.
+        settle: The most event-loop turns given after each step.
+    """
+
+    def __init__(self, start: float = 0.0, *, settle: int = 1000) -> None:
+        self._now = start
+        self._settle = settle
+        self._timers: list[tuple[float, int, _ManualTimer]] = []
+        self._seq = itertools.count()
+
+    def __repr__(self) -> str:
+        return f"ManualClock(now={self._now:.6g})"
+
+    def now(self) -> float:
+        """The current (manual) time."""
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait until the clock has been moved ``seconds`` on (one loop turn if ``<= 0``)."""
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def wake() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        timer = self.call_at(self._now + seconds, wake)
+        try:
+            await future
+        finally:
+            timer.cancel()
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        """Run ``callback()`` once the clock is moved to ``when`` or beyond."""
+        timer = _ManualTimer(when, callback)
+        heapq.heappush(self._timers, (when, next(self._seq), timer))
+        return timer
+
+    def next_timer(self) -> float | None:
+        """When the earliest live timer (or sleeper) is due, or None."""
+        timers = self._timers
+        while timers and timers[0][2].cancelled:
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
+
+    async def _turns(self) -> None:
+        me = asyncio.current_task()
+        for _ in range(self._settle):
+            await asyncio.sleep(0)
+            if all(_blocked(task) for task in asyncio.all_tasks() if task is not me):
+                return
+
+    async def advance(self, seconds: float) -> None:
+        """Move the clock ``seconds`` on, firing every timer passed on the way, in order."""
+        if seconds < 0 or math.isnan(seconds):
+            raise ValueError("a manual clock only moves forward")
+        await self._advance_to(self._now + seconds)
+
+    async def _advance_to(self, target: float) -> None:
+        await self._turns()
+        while True:
+            due = self.next_timer()
+            if due is None or due > target:
+                break
+            self._now = max(self._now, due)
+            while self._timers and self._timers[0][0] <= self._now:
+                timer = heapq.heappop(self._timers)[2]
+                if not timer.cancelled:
+                    timer.cancelled = True
+                    timer.callback()
+            await self._turns()
+        self._now = max(self._now, target)
+        await self._turns()
+
+    async def run(self, awaitable: Awaitable[_T], *, limit: float = math.inf) -> _T:
+        """Await ``awaitable`` while jumping the clock from timer to timer ("autojump").
+
+        Whenever the event loop has settled and the work is still pending, the clock jumps to
+        the next timer. Use it only for work that waits on this clock alone (no sockets, no
+        threads): anything else would see time jump while it is busy.
+
+        Args:
+            awaitable: The work (a coroutine, task or future).
+            limit: Give up once the clock would pass ``now + limit``.
+
+        Raises:
+            TimeoutError: The work was still pending at ``limit``, or nothing was left to wake it.
+        """
+        task = asyncio.ensure_future(awaitable)
+        end = self._now + limit
+        try:
+            while True:
+                await self._turns()
+                if task.done():
+                    return task.result()
+                due = self.next_timer()
+                if due is None or due > end:
+                    raise TimeoutError(
+                        f"still pending at manual time {self._now:.6g} with "
+                        + ("no timer left" if due is None else f"the next timer at {due:.6g}")
+                    )
+                await self._advance_to(due)
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+
+def _blocked(task: asyncio.Task[object]) -> bool:
+    """Whether ``task`` waits on a future that is not done (it cannot run before that)."""
+    # asyncio keeps what a task awaits in ``_fut_waiter`` (3.10-3.13; anyio reads it too).
+    waiter = getattr(task, "_fut_waiter", None)
+    return waiter is not None and not waiter.done()
