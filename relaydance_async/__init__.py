@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 from relaydance_async._client.client import AsyncRelayDance
 from relaydance_async._client.hosts import MediaHost, RelayDanceFiles, WaveSpeedHost
 from relaydance_async._client.jobs import VideoJob, as_completed, gather
+from relaydance_async._http.session import Answer, CallOptions, Requester
+from relaydance_async._http.upload import MultipartBody, UploadSource, open_source
 from relaydance_async._sansio.polling.policy import PollPolicy
+from relaydance_async._sansio.retry import RequestKind
 from relaydance_async._sansio.settings import Limits, RetryPolicy, Timeout
+from relaydance_async._version import __version__
 from relaydance_async.assets import (
     Asset,
     AssetClient,
@@ -23,8 +25,6 @@ from relaydance_async.batch import (
     BatchRun,
     BatchStatus,
     BatchSummary,
-    JobFileError,
-    JournalError,
     read_job_file,
     run_batch,
 )
@@ -41,6 +41,8 @@ from relaydance_async.exceptions import (
     ConflictError,
     DownloadError,
     InternalServerError,
+    JobFileError,
+    JournalError,
     MediaCheckError,
     NotFoundError,
     PaymentRequiredError,
@@ -52,8 +54,8 @@ from relaydance_async.exceptions import (
     SubmissionUncertainError,
     TaskFailedError,
     TaskTimeoutError,
+    TransportError,
     UnprocessableEntityError,
-    WebhookVerificationError,
 )
 from relaydance_async.media.check import MediaInfo, acheck_media, check_media
 from relaydance_async.media.rules import KindRules, MediaKind, MediaRules, Range
@@ -72,12 +74,15 @@ from relaydance_async.models import (
     VideoRef,
     VideoRequest,
 )
+from relaydance_async.transport import (
+    AiohttpTransport,
+    HTTPRequest,
+    HTTPResponse,
+    MockResponse,
+    MockTransport,
+    Transport,
+)
 from relaydance_async.webhooks import WebhookReceiver
-
-try:
-    __version__ = version("relaydance-async")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0"
 
 __all__ = [
     "APIConnectionError",
@@ -85,6 +90,8 @@ __all__ = [
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
+    "AiohttpTransport",
+    "Answer",
     "Asset",
     "AssetClient",
     "AssetFailedError",
@@ -101,11 +108,14 @@ __all__ = [
     "BatchRun",
     "BatchStatus",
     "BatchSummary",
+    "CallOptions",
     "ClientStateError",
     "ConflictError",
     "DownloadError",
     "FirstFrame",
     "GeneratedImage",
+    "HTTPRequest",
+    "HTTPResponse",
     "ImageRef",
     "InternalServerError",
     "JobFileError",
@@ -119,7 +129,10 @@ __all__ = [
     "MediaInfo",
     "MediaKind",
     "MediaRules",
+    "MockResponse",
+    "MockTransport",
     "Model",
+    "MultipartBody",
     "NotFoundError",
     "PaymentRequiredError",
     "PermissionDeniedError",
@@ -129,8 +142,10 @@ __all__ = [
     "Reference",
     "RelayDanceError",
     "RelayDanceFiles",
+    "RequestKind",
     "RequestTooLargeError",
     "RequestValidationError",
+    "Requester",
     "RetryPolicy",
     "SubmissionUncertainError",
     "Task",
@@ -138,19 +153,22 @@ __all__ = [
     "TaskStatus",
     "TaskTimeoutError",
     "Timeout",
+    "Transport",
+    "TransportError",
     "UnprocessableEntityError",
+    "UploadSource",
     "UploadedFile",
     "VideoJob",
     "VideoRef",
     "VideoRequest",
     "WaveSpeedHost",
     "WebhookReceiver",
-    "WebhookVerificationError",
     "__version__",
     "acheck_media",
     "as_completed",
     "check_media",
     "gather",
+    "open_source",
     "read_job_file",
     "run_batch",
 ]

@@ -25,16 +25,24 @@ The tree::
     ├── TaskTimeoutError                            a job's maximum wait ran out
     ├── AssetFailedError                            an asset review ended ``Failed``
     ├── DownloadError                               a download ended short or unreadable
-    ├── WebhookVerificationError                    a callback failed verification
+    ├── TransportError                              a transport got no HTTP answer (``failure``)
+    ├── JournalError (also RuntimeError)            a batch journal cannot be used
     └── ClientStateError (also RuntimeError)        client used before open or after close
+
+``JobFileError`` (bad lines of a batch job file) is a ``RequestValidationError``.
+A ``TransportError`` is what a ``Transport`` raises; the client turns it into an
+``APIConnectionError`` before it reaches you.
 
 Names follow the OpenAI SDK's so users find what they expect.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import enum
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import attrs
 
 __all__ = [
     "APIConnectionError",
@@ -48,7 +56,11 @@ __all__ = [
     "ClientStateError",
     "ConflictError",
     "DownloadError",
+    "Failure",
     "InternalServerError",
+    "JobFileError",
+    "JournalError",
+    "LineError",
     "MediaCheckError",
     "NotFoundError",
     "PaymentRequiredError",
@@ -60,8 +72,8 @@ __all__ = [
     "SubmissionUncertainError",
     "TaskFailedError",
     "TaskTimeoutError",
+    "TransportError",
     "UnprocessableEntityError",
-    "WebhookVerificationError",
 ]
 
 
@@ -285,5 +297,59 @@ class DownloadError(RelayDanceError):
     """A download ended short or failed; nothing was left at the destination."""
 
 
-class WebhookVerificationError(RelayDanceError):
-    """A webhook callback failed verification (token, method, content type, size or body)."""
+class Failure(enum.Enum):
+    """How an attempt failed when no HTTP answer arrived (carried by ``TransportError``)."""
+
+    CONNECT = "connect"
+    """The connection was never made (refused, DNS, TLS, connect timeout): nothing was sent."""
+    TIMEOUT = "timeout"
+    """The request may have been sent, but no answer came in time."""
+    DISCONNECT = "disconnect"
+    """The connection broke after the request started going out."""
+
+
+class TransportError(RelayDanceError):
+    """No HTTP answer arrived: what a ``Transport`` raises.
+
+    Whether the connection was never made (``Failure.CONNECT``: nothing was sent, safe to
+    resend anything) or broke or timed out after the request may have gone out is what keeps
+    submits from being resent blind, so a transport must say which.
+
+    Args:
+        failure: Whether the connection was never made, broke, or timed out.
+        message: What happened, in words.
+    """
+
+    def __init__(self, failure: Failure, message: str) -> None:
+        self.failure = failure
+        super().__init__(message)
+
+
+class JournalError(RelayDanceError, RuntimeError):
+    """A batch journal cannot be used: another process holds it, or it is from a newer version."""
+
+
+@attrs.frozen
+class LineError:
+    """One invalid line of a batch job file."""
+
+    line: int | None
+    """1-based line number in the file (or position in the list), when known."""
+    message: str
+    """What is wrong, in words."""
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}" if self.line is not None else self.message
+
+
+class JobFileError(RequestValidationError):
+    """Some job lines are invalid; nothing was submitted.
+
+    Attributes:
+        errors: Every problem found, each with its line number (up to 50).
+    """
+
+    def __init__(self, errors: Sequence[LineError], source: str = "jobs") -> None:
+        self.errors = list(errors)
+        shown = "\n".join(f"  {e}" for e in errors)
+        super().__init__(source, f"{len(errors)} invalid job line(s):\n{shown}")

@@ -1,8 +1,10 @@
-"""The one I/O seam: every HTTP request the client makes goes through ``Transport.send``.
+"""The one I/O seam (public): every HTTP request the client makes goes through ``Transport.send``.
 
+``Transport`` and ``HTTPResponse`` are protocols: any object with their methods will do.
 ``AiohttpTransport`` is the real one; ``MockTransport(handler)`` answers from a function, for
 tests (after httpx's ``MockTransport``). A transport returns the answer with its body unread, so
-downloads can stream it; a caller must ``read()`` it or ``aclose()`` it.
+downloads can stream it; a caller must ``read()`` it or ``aclose()`` it. Pass your own with
+``AsyncRelayDance(transport=...)``.
 
 Failures with no HTTP answer are raised as ``TransportError`` carrying a ``Failure``: whether the
 connection was never made (``CONNECT``: nothing was sent, safe to resend anything), or broke or
@@ -15,16 +17,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 import attrs
 
-from relaydance_async._sansio.retry import Failure
 from relaydance_async._sansio.settings import Limits, Timeout
+from relaydance_async.exceptions import Failure, TransportError
 
 __all__ = [
     "AiohttpTransport",
+    "Failure",
     "HTTPRequest",
     "HTTPResponse",
     "MockResponse",
@@ -40,18 +43,6 @@ _DEFAULT_TIMEOUT = Timeout()
 _DEFAULT_LIMITS = Limits()
 
 
-class TransportError(Exception):
-    """No HTTP answer arrived.
-
-    Attributes:
-        failure: Whether the connection was never made, broke, or timed out.
-    """
-
-    def __init__(self, failure: Failure, message: str) -> None:
-        self.failure = failure
-        super().__init__(message)
-
-
 @attrs.frozen
 class HTTPRequest:
     """One HTTP request as the transport sends it."""
@@ -63,13 +54,23 @@ class HTTPRequest:
     body: Body = attrs.field(default=None, repr=False)
     transfer: bool = False
     """A long transfer (upload, download): bounded by connect and read timeouts only."""
+    timeout: float | None = None
+    """Seconds this API call may take as a whole, instead of the transport's default."""
 
 
-class HTTPResponse:
-    """An HTTP answer whose body has not been read yet."""
+@runtime_checkable
+class HTTPResponse(Protocol):
+    """An HTTP answer whose body has not been read yet (a protocol)."""
 
-    status: int
-    headers: Mapping[str, str]
+    @property
+    def status(self) -> int:
+        """The HTTP status."""
+        ...
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The answer's headers (looked up case-insensitively by the library)."""
+        ...
 
     async def read(self) -> bytes:
         """The whole body (the answer is released afterwards).
@@ -77,29 +78,32 @@ class HTTPResponse:
         Raises:
             TransportError: The connection broke or timed out while reading.
         """
-        raise NotImplementedError
+        ...
 
     def iter_chunks(self, size: int = 1 << 16) -> AsyncIterator[bytes]:
         """The body in chunks of at most ``size`` bytes (raises ``TransportError`` mid-way)."""
-        raise NotImplementedError
+        ...
 
     async def aclose(self) -> None:
         """Release the answer (and its connection) without reading the rest."""
+        ...
 
 
-class Transport:
-    """The interface of every transport."""
+@runtime_checkable
+class Transport(Protocol):
+    """What every transport does (a protocol): send a request, and close."""
 
     async def send(self, request: HTTPRequest) -> HTTPResponse:
         """Send a request and return the answer once its headers have arrived.
 
         Raises:
-            TransportError: No answer arrived.
+            TransportError: No answer arrived (``Failure.CONNECT`` if nothing was sent).
         """
-        raise NotImplementedError
+        ...
 
     async def aclose(self) -> None:
         """Release everything the transport holds (idempotent)."""
+        ...
 
 
 # ---------------------------------------------------------------- aiohttp
@@ -123,7 +127,7 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if str(error) else text
 
 
-class _AiohttpResponse(HTTPResponse):
+class _AiohttpResponse:
     __slots__ = ("_response", "headers", "status")
 
     def __init__(self, response: aiohttp.ClientResponse) -> None:
@@ -174,7 +178,7 @@ async def _watched(
         raise
 
 
-class AiohttpTransport(Transport):
+class AiohttpTransport:
     """Sends requests with one ``aiohttp.ClientSession``: its own, or one it borrows.
 
     Args:
@@ -215,6 +219,15 @@ class AiohttpTransport(Transport):
             )
         return self._session
 
+    def _timeout_for(self, request: HTTPRequest) -> aiohttp.ClientTimeout:
+        if request.transfer:
+            return self._transfer_timeout
+        if request.timeout is not None:
+            return aiohttp.ClientTimeout(
+                total=request.timeout, sock_connect=self._api_timeout.sock_connect
+            )
+        return self._api_timeout
+
     async def send(self, request: HTTPRequest) -> HTTPResponse:
         """Send one request; the answer's body is left unread."""
         session = self._session or self._open()
@@ -228,7 +241,7 @@ class AiohttpTransport(Transport):
                 request.url,
                 headers=request.headers,
                 data=body,
-                timeout=self._transfer_timeout if request.transfer else self._api_timeout,
+                timeout=self._timeout_for(request),
                 allow_redirects=True,
             )
         except BaseException as error:
@@ -251,7 +264,7 @@ class AiohttpTransport(Transport):
 
 
 @attrs.define
-class MockResponse(HTTPResponse):
+class MockResponse:
     """An answer a ``MockTransport`` handler returns.
 
     Args:
@@ -290,11 +303,14 @@ class MockResponse(HTTPResponse):
             for start in range(0, len(chunk), size):
                 yield chunk[start : start + size]
 
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
 
 Handler = Callable[[HTTPRequest], HTTPResponse | Awaitable[HTTPResponse]]
 
 
-class MockTransport(Transport):
+class MockTransport:
     """A transport that answers every request from ``handler(request)``.
 
     The handler gets the request with any streamed body already read into bytes (so upload

@@ -282,12 +282,11 @@ async def test_batch_hooks_review_and_named_host(
     emu: Emulator, client: rd.AsyncRelayDance, tmp_path: Path
 ) -> None:
     """The batch hooks: a named host and review_reference use what the client was given."""
-    from relaydance_async._client.hosts import upload_to
     from relaydance_async.assets import review_reference
     from relaydance_async.testing._assets import connect_media
 
     connect_media(client, emu.state)
-    uploaded = await upload_to(client, make_image(tmp_path / "a.png", 400, 400), host="wavespeed")
+    uploaded = await client.files.upload(make_image(tmp_path / "a.png", 400, 400), host="wavespeed")
     assert uploaded.host == "wavespeed"
     reference = await review_reference(client, uploaded.url, "first_frame", None)
     assert reference.startswith("asset://asset-")
@@ -300,7 +299,7 @@ async def test_asset_jobs_share_the_client_scheduler(
     client: rd.AsyncRelayDance, assets: AssetClient
 ) -> None:
     """With a scheduler that drives handles, an asset job sits in the same heap as video jobs."""
-    scheduler = client._scheduler_or_fail()
+    scheduler = client.scheduler
     if not hasattr(scheduler, "track_handle"):
         pytest.skip("the scheduler does not drive asset handles yet (fallback in use)")
     job = await assets.create("https://example.com/a.jpg", "Image", "a")

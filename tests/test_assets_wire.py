@@ -8,16 +8,16 @@ from typing import Any
 import pytest
 
 import relaydance_async as rd
-from relaydance_async._http.envelope import envelope_call
-from relaydance_async._sansio.retry import Failure, Safety
-from relaydance_async.assets._job import asset_task
-from relaydance_async.assets._wire import (
+from relaydance_async._client.asset_jobs import asset_task
+from relaydance_async._sansio.asset_wire import (
     Asset,
     AssetStatus,
     AssetType,
     asset_from_wire,
     parse_timestamp,
 )
+from relaydance_async._sansio.protocol import envelope_data
+from relaydance_async._sansio.retry import Failure, RequestKind
 from relaydance_async.exceptions import (
     APIConnectionError,
     InternalServerError,
@@ -150,43 +150,53 @@ OK = (200, {"code": 200, "message": "success", "data": {"x": 1}})
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
-    ("safety", "answers", "outcome", "sent"),
+    ("kind", "answers", "outcome", "sent"),
     [
-        (Safety.IDEMPOTENT, [_err(500), OK], {"x": 1}, 2),
-        (Safety.IDEMPOTENT, [_err(501)], InternalServerError, 1),
-        (Safety.IDEMPOTENT, [_err(505)], InternalServerError, 1),
-        (Safety.CREATE, [_err(500)], InternalServerError, 1),
-        (Safety.CREATE, [_err(455), OK], {"x": 1}, 2),
+        (RequestKind.PROVIDER_IDEMPOTENT, [_err(500), OK], {"x": 1}, 2),
+        (RequestKind.PROVIDER_IDEMPOTENT, [_err(501)], InternalServerError, 1),
+        (RequestKind.PROVIDER_IDEMPOTENT, [_err(505)], InternalServerError, 1),
+        (RequestKind.PROVIDER_CREATE, [_err(500)], InternalServerError, 1),
+        (RequestKind.PROVIDER_CREATE, [_err(455), OK], {"x": 1}, 2),
         (
-            Safety.CREATE,
+            RequestKind.PROVIDER_CREATE,
             [(200, {"code": 402, "message": "no credits", "data": None})],
             PaymentRequiredError,
             1,
         ),
-        (Safety.CREATE, [TransportError(Failure.CONNECT, "refused"), OK], {"x": 1}, 2),
-        (Safety.CREATE, [TransportError(Failure.DISCONNECT, "reset")], APIConnectionError, 1),
-        (Safety.IDEMPOTENT, [TransportError(Failure.TIMEOUT, "slow"), OK], {"x": 1}, 2),
+        (
+            RequestKind.PROVIDER_CREATE,
+            [TransportError(Failure.CONNECT, "refused"), OK],
+            {"x": 1},
+            2,
+        ),
+        (
+            RequestKind.PROVIDER_CREATE,
+            [TransportError(Failure.DISCONNECT, "reset")],
+            APIConnectionError,
+            1,
+        ),
+        (
+            RequestKind.PROVIDER_IDEMPOTENT,
+            [TransportError(Failure.TIMEOUT, "slow"), OK],
+            {"x": 1},
+            2,
+        ),
     ],
 )
 async def test_envelope_call_retry_rules(
-    safety: Safety, answers: list[Any], outcome: Any, sent: int
+    kind: RequestKind, answers: list[Any], outcome: Any, sent: int
 ) -> None:
     """Reads retry 5xx but not 501/505; creates retry only 429/455 and unmade connections."""
     client, transport = _client(list(answers))
     async with client:
-        call = envelope_call(
-            client,
-            "POST",
-            "http://assets.test/x",
-            headers={"x-api-key": "k"},
-            safety=safety,
-            json_body={},
+        call = client.requester.request(
+            "POST", "http://assets.test/x", kind=kind, headers={"x-api-key": "k"}, json_body={}
         )
         if isinstance(outcome, type):
             with pytest.raises(outcome):
                 await call
         else:
-            assert await call == outcome
+            assert envelope_data((await call).json()) == outcome
     assert len(transport.requests) == sent
     assert transport.requests[0].headers["x-api-key"] == "k"
     assert "Authorization" not in transport.requests[0].headers

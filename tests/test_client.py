@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 import relaydance_async as rd
+from relaydance_async._client.videos import fetch_task_once
 from relaydance_async._sansio.retry import Failure
 from relaydance_async.transport import HTTPRequest, MockResponse, MockTransport, TransportError
 
@@ -52,7 +53,7 @@ def test_key_from_environment_and_clear_error_without(monkeypatch: pytest.Monkey
     monkeypatch.setenv("RELAYDANCE_BASE_URL", "http://localhost:9/v1/")
     client = rd.AsyncRelayDance()
     assert client.base_url == "http://localhost:9/v1"
-    assert client._headers["Authorization"] == "Bearer from-env"
+    assert client.requester.base_url == "http://localhost:9/v1"
 
 
 def test_default_base_url_and_bad_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,7 +69,9 @@ def test_key_never_in_repr() -> None:
     client, _ = make(sequence())
     assert KEY not in repr(client)
     assert "https://api.test/v1" in repr(client)
-    assert KEY not in repr(HTTPRequest("GET", "https://x", client._headers))
+    assert KEY not in repr(client.requester)
+    headers = {"Authorization": f"Bearer {KEY}"}
+    assert KEY not in repr(HTTPRequest("GET", "https://x", headers))
 
 
 @pytest.mark.anyio
@@ -316,10 +319,10 @@ async def test_fetch_task_once_does_not_retry() -> None:
     )
     async with client:
         with pytest.raises(rd.InternalServerError):
-            await client._fetch_task_once("t")
+            await fetch_task_once(client.requester, "t")
         with pytest.raises(rd.NotFoundError):
-            await client._fetch_task_once("t")
-        task = await client._fetch_task_once("t")
+            await fetch_task_once(client.requester, "t")
+        task = await fetch_task_once(client.requester, "t")
     assert task.status is rd.TaskStatus.SUCCEEDED
     assert len(transport.requests) == 3
 

@@ -14,7 +14,6 @@ from relaydance_async._client.hosts import (
     RelayDanceFiles,
     WaveSpeedHost,
     resolve_host,
-    upload_to,
 )
 from relaydance_async._sansio.polling.policy import PollPolicy
 from relaydance_async.exceptions import (
@@ -58,7 +57,7 @@ async def test_wavespeed_url_is_accepted_by_a_relaydance_submit(
 ) -> None:
     """A WaveSpeed download_url goes into a RelayDance task, which then succeeds."""
     image = make_image(tmp_path / "product.png", 400, 300)
-    uploaded = await _host(emu).upload(client, image)
+    uploaded = await _host(emu).upload(client.requester, image)
     assert uploaded.host == "wavespeed"
     assert uploaded.url.startswith(emu.origin + "/wavespeed/media/")
     assert (uploaded.filename, uploaded.size) == ("product.png", image.stat().st_size)
@@ -80,16 +79,16 @@ async def test_wavespeed_streams_every_source_kind_with_progress(
     data = b"\x00" * 5000
     seen: list[tuple[int, int | None]] = []
     from_bytes = await host.upload(
-        client, data, filename="clip.mp4", on_progress=lambda s, t: seen.append((s, t))
+        client.requester, data, filename="clip.mp4", on_progress=lambda s, t: seen.append((s, t))
     )
     assert seen[-1] == (5000, 5000)
-    from_file = await host.upload(client, io.BytesIO(data), filename="clip.webm")
+    from_file = await host.upload(client.requester, io.BytesIO(data), filename="clip.webm")
 
     async def chunks() -> AsyncIterator[bytes]:
         for _ in range(5):
             yield b"\x01" * 1000
 
-    from_iter = await host.upload(client, chunks(), filename="voice.mp3")
+    from_iter = await host.upload(client.requester, chunks(), filename="voice.mp3")
     assert [f.size for f in (from_bytes, from_file, from_iter)] == [5000, 5000, 5000]
     assert wavespeed_of(emu.state).bytes_uploaded == 15000
 
@@ -102,7 +101,7 @@ async def test_media_check_runs_before_any_byte_is_sent(
     notes.write_text("hello")
     before = emu.counters.requests_total
     with pytest.raises(MediaCheckError) as caught:
-        await _host(emu).upload(client, notes)
+        await _host(emu).upload(client.requester, notes)
     assert caught.value.field == "format"
     assert str(notes) in str(caught.value)
     assert emu.counters.requests_total == before
@@ -114,9 +113,9 @@ async def test_reference_rules_checked_for_relaydance_files(
     """RelayDanceFiles refuses a 16 s reference video before upload, and uploads a short one."""
     long_clip = make_video(tmp_path / "long.mp4", 64, 64, 1, 16)
     with pytest.raises(MediaCheckError, match="at most 15 s"):
-        await RelayDanceFiles().upload(client, long_clip)
+        await RelayDanceFiles().upload(client.requester, long_clip)
     short = make_video(tmp_path / "short.mp4", 64, 64, 1, 3)
-    uploaded = await upload_to(client, short, host="relaydance")
+    uploaded = await client.files.upload(short, host="relaydance")
     assert uploaded.host == "relaydance"
     assert uploaded.url.startswith(emu.origin + "/files/")
     assert emu.counters.files_uploaded == 1
@@ -128,15 +127,15 @@ async def test_wavespeed_error_statuses(
     """401, 400 and 413 from WaveSpeed map to their errors (local checks off to reach them)."""
     with pytest.raises(AuthenticationError) as caught:
         await WaveSpeedHost(api_key="ws-wrong", base_url=emu.origin).upload(
-            client, b"x", filename="a.png"
+            client.requester, b"x", filename="a.png"
         )
     assert caught.value.status_code == 401
     assert "ws-wrong" not in str(caught.value)
     unchecked = _host(emu, check=None)
     with pytest.raises(BadRequestError):
-        await unchecked.upload(client, b"x", filename="notes.txt")
+        await unchecked.upload(client.requester, b"x", filename="notes.txt")
     with pytest.raises(RequestTooLargeError):
-        await unchecked.upload(client, b"\x00" * (70 * 1024), filename="big.png")
+        await unchecked.upload(client.requester, b"\x00" * (70 * 1024), filename="big.png")
 
 
 def test_key_comes_from_the_environment_and_never_shows(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -174,10 +173,10 @@ async def test_wavespeed_upload_memory_stays_flat(tmp_path: Path) -> None:
     async with Emulator(EmulatorConfig(speed=None)) as emulator:
         host = _host(emulator, check=None)
         async with rd.AsyncRelayDance(api_key=emulator.api_key, base_url=emulator.url) as c:
-            await host.upload(c, b"warm", filename="warm.png")  # imports and pools warmed
+            await host.upload(c.requester, b"warm", filename="warm.png")  # imports and pools warmed
             tracemalloc.start()
             try:
-                uploaded = await host.upload(c, big)
+                uploaded = await host.upload(c.requester, big)
                 peak = tracemalloc.get_traced_memory()[1]
             finally:
                 tracemalloc.stop()

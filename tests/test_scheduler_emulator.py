@@ -110,7 +110,7 @@ async def test_rate_limit_storm_fails_no_job() -> None:
 
         async def sample() -> None:
             while True:
-                rate = client._budget.rate
+                rate = client.budget.rate
                 if rate is not None:
                     rates.append(rate)
                 await asyncio.sleep(0.005)

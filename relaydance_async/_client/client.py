@@ -2,45 +2,34 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
-import logging
 import os
 import platform
-import random
-import time
 import urllib.parse
 import warnings
-from collections.abc import AsyncIterable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import anyio
 
 from relaydance_async import exceptions as exc
+from relaydance_async._client.assets import AssetClient
 from relaydance_async._client.files import Files
+from relaydance_async._client.hosts import MediaHost
 from relaydance_async._client.images import Images
 from relaydance_async._client.model_list import Models
 from relaydance_async._client.scheduler import Scheduler
-from relaydance_async._client.videos import Videos
+from relaydance_async._client.videos import Videos, fetch_task_once
 from relaydance_async._http.budget import RequestBudget
 from relaydance_async._http.download import download_to, resolve_destination, safe_name
+from relaydance_async._http.session import Requester
 from relaydance_async._http.upload import ProgressCallback
 from relaydance_async._sansio.polling.policy import PollPolicy
-from relaydance_async._sansio.protocol import (
-    RequestSpec,
-    UncertainCreate,
-    decode_error,
-    decode_json,
-    parse_retry_after,
-    retrieve_video_path,
-)
-from relaydance_async._sansio.retry import Decision, Failure, decide, retry_wait
 from relaydance_async._sansio.settings import Limits, RetryPolicy, Timeout
 from relaydance_async._sansio.validate import check_http_url
-from relaydance_async._sansio.wire import task_from_wire
+from relaydance_async._version import __version__
 from relaydance_async.clock import Clock, SystemClock
 from relaydance_async.coordination import (
     CompletionRouter,
@@ -49,25 +38,17 @@ from relaydance_async.coordination import (
     LocalCoordinator,
 )
 from relaydance_async.models import Task, TaskStatus
-from relaydance_async.transport import AiohttpTransport, HTTPRequest, Transport, TransportError
-
-if TYPE_CHECKING:
-    from relaydance_async._client.hosts import MediaHost
-    from relaydance_async.assets import AssetClient
+from relaydance_async.transport import AiohttpTransport, Transport
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncRelayDance"]
 
 DEFAULT_BASE_URL = "https://relaydance.com/v1"
-log = logging.getLogger("relaydance_async")
-_T = TypeVar("_T")
 _DEFAULT_TIMEOUT = Timeout()
 _DEFAULT_LIMITS = Limits()
 _DEFAULT_RETRY = RetryPolicy()
 
 
 def _user_agent() -> str:
-    from relaydance_async import __version__
-
     return (
         f"relaydance-async/{__version__} aiohttp/{aiohttp.__version__} "
         f"python/{platform.python_version()}"
@@ -89,8 +70,8 @@ class AsyncRelayDance:
             ``callback_url`` and are resolved by callbacks, with polling as a slow safety net.
         session: An ``aiohttp.ClientSession`` to borrow; the client never closes it.
         media_host: Where ``files.upload`` puts files: a ``MediaHost`` (``WaveSpeedHost()``…,
-            called as ``await media_host.upload(client, source, ...)``); RelayDance's own
-            ``/files`` by default.
+            called as ``await media_host.upload(client.requester, source, ...)``); RelayDance's
+            own ``/files`` by default.
         transport: Replace the HTTP transport (tests pass a ``MockTransport``).
         coordinator: What the client shares with other clients and processes (request budget,
             learned timings, webhook completion routing, poll leases): ``LocalCoordinator()``
@@ -133,8 +114,6 @@ class AsyncRelayDance:
                 f"got {base!r}"
             ) from None
         self._base_url = base.rstrip("/")
-        origin = urllib.parse.urlsplit(self._base_url)
-        self._origin = (origin.scheme, origin.netloc.lower())
         self.timeout = timeout
         self.limits = limits
         self.retry = retry
@@ -151,33 +130,26 @@ class AsyncRelayDance:
         self._budget: RequestBudget | None = None
         self._scheduler: Scheduler | None = None
         self._router: CompletionRouter | None = None
-        user_agent = _user_agent()
-        # Built once: the poll path reuses these dicts for every request.
-        self._headers: Mapping[str, str] = {
-            "Authorization": f"Bearer {key}",
-            "User-Agent": user_agent,
-            "Accept": "application/json",
-        }
-        self._json_headers: Mapping[str, str] = {
-            **self._headers,
-            "Content-Type": "application/json",
-        }
-        self._public_headers: Mapping[str, str] = {"User-Agent": user_agent}
-        self._download_headers: Mapping[str, str] = {
-            "Authorization": self._headers["Authorization"],
-            "User-Agent": user_agent,
-        }
-        self.files = Files(self)
-        """Uploads (``files.upload``)."""
-        self.videos = Videos(self)
-        """Video tasks (``create``, ``retrieve``, ``submit``, ``watch``, ``generate``)."""
-        self.models = Models(self)
-        """The models this key may use (``models.list``)."""
-        self.images = Images(self)
-        """Image generation (``images.generate``)."""
+        self._requester = Requester(
+            base_url=self._base_url,
+            api_key=key,
+            retry=retry,
+            user_agent=_user_agent(),
+            sleep=self._clock.sleep,  # retries wait on the client's clock, like the scheduler
+        )
+        # One object for the client's life: the receiver detaches by the same fetch it attached.
+        self._fetch = functools.partial(fetch_task_once, self._requester)
         self.media_hosts: dict[str, MediaHost] = {}
         """Media hosts by name for ``files.upload(host="name")`` (built from the environment
         when a name is missing here, e.g. ``"wavespeed"`` from ``WAVESPEED_API_KEY``)."""
+        self.files = Files(self._requester, media_host, self.media_hosts)
+        """Uploads (``files.upload``)."""
+        self.videos = Videos(self._requester, self._scheduler_or_fail, webhooks)
+        """Video tasks (``create``, ``retrieve``, ``submit``, ``watch``, ``generate``)."""
+        self.models = Models(self._requester)
+        """The models this key may use (``models.list``)."""
+        self.images = Images(self._requester)
+        """Image generation (``images.generate``)."""
         self._assets: AssetClient | None = None
 
     def __repr__(self) -> str:
@@ -189,9 +161,27 @@ class AsyncRelayDance:
         return self._base_url
 
     @property
+    def requester(self) -> Requester:
+        """The request layer every request of this client goes through.
+
+        Media hosts receive it (``MediaHost.upload(requester, ...)``); send your own requests
+        to other hosts with ``requester.request(...)`` to share the budget and retry policy.
+        """
+        return self._requester
+
+    @property
     def budget(self) -> RequestBudget:
         """The request budget shared by every request of this client (exists once open)."""
-        return self._opened()[1]
+        return self._requester.budget
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The polling scheduler that drives every job of this client (exists once open).
+
+        Raises:
+            ClientStateError: The client is not open.
+        """
+        return self._scheduler_or_fail()
 
     @property
     def webhooks(self) -> CompletionSource | None:
@@ -219,8 +209,6 @@ class AsyncRelayDance:
             RelayDanceError: No asset key was configured.
         """
         if self._assets is None:
-            from relaydance_async.assets import AssetClient
-
             self._assets = AssetClient(self)
         return self._assets
 
@@ -261,7 +249,7 @@ class AsyncRelayDance:
             key_id=self._key_id, limits=self.limits, clock=self._clock
         )
         scheduler = self._scheduler = Scheduler(
-            fetch=self._fetch_task_once,
+            fetch=self._fetch,
             policy=self._poll or PollPolicy(),
             clock=self._clock,
             leases=coordinator.poll_leases(),
@@ -271,9 +259,10 @@ class AsyncRelayDance:
         router = self._router = coordinator.completion_router()
         router.attach(scheduler)
         scheduler.on_track = router.tracked
+        self._requester.open(self._transport, self._budget)
         self._state = "open"
         if self._webhooks is not None:
-            self._webhooks.attach(router=router, fetch=self._fetch_task_once)
+            self._webhooks.attach(router=router, fetch=self._fetch)
         return self
 
     async def aclose(self) -> None:
@@ -285,6 +274,7 @@ class AsyncRelayDance:
             return
         was_open = self._state == "open"
         self._state = "closed"
+        self._requester.close()
         if not was_open:
             return
         scheduler, self._scheduler = self._scheduler, None
@@ -294,7 +284,7 @@ class AsyncRelayDance:
             try:
                 if router is not None:
                     if self._webhooks is not None:
-                        self._webhooks.detach(router=router, fetch=self._fetch_task_once)
+                        self._webhooks.detach(router=router, fetch=self._fetch)
                     if scheduler is not None:
                         router.detach(scheduler)
                 if scheduler is not None:
@@ -325,150 +315,10 @@ class AsyncRelayDance:
                 stacklevel=2,
             )
 
-    def _opened(self) -> tuple[Transport, RequestBudget]:
-        if self._state != "open" or self._transport is None or self._budget is None:
-            when = "before it was opened" if self._state == "new" else "after it was closed"
-            raise exc.ClientStateError(
-                f"AsyncRelayDance used {when}: use 'async with AsyncRelayDance() as client'"
-            )
-        return self._transport, self._budget
-
     def _scheduler_or_fail(self) -> Scheduler:
-        self._opened()
+        self._requester.check_open()
         assert self._scheduler is not None  # set whenever the client is open
         return self._scheduler
-
-    # ---------------------------------------------------------------- requests
-
-    async def _attempt(self, request: HTTPRequest) -> tuple[int, Mapping[str, str], bytes]:
-        transport, budget = self._opened()
-        async with budget.slot():
-            response = await transport.send(request)
-            body = await response.read()
-        status = response.status
-        if status == 429:
-            wait = parse_retry_after(response.headers, time.time())
-            budget.on_rate_limited(None if wait is None else min(wait, self.retry.max_retry_after))
-        else:
-            budget.on_success()
-        return status, response.headers, body
-
-    @staticmethod
-    def _connection_error(error: TransportError, method: str, url: str) -> exc.APIError:
-        cls = exc.APITimeoutError if error.failure is Failure.TIMEOUT else exc.APIConnectionError
-        result = cls(f"{method} {url}: {error}", method=method, url=url)
-        result.__cause__ = error
-        return result
-
-    async def _fetch_task_once(self, task_id: str) -> Task:
-        """One GET of a task through the budget, no retries (the scheduler re-polls).
-
-        Raises:
-            NotFoundError: No such task.
-            APIError: Anything else went wrong; the scheduler decides when to try again.
-        """
-        url = self._base_url + retrieve_video_path(task_id)
-        try:
-            status, headers, body = await self._attempt(HTTPRequest("GET", url, self._headers))
-        except TransportError as error:
-            raise self._connection_error(error, "GET", url) from error
-        if status >= 400:
-            raise decode_error(status, headers, body, now=time.time(), method="GET", url=url)
-        return self._parse(task_from_wire, decode_json(body, method="GET", url=url), "GET", url)
-
-    @staticmethod
-    def _parse(parse: Callable[[Any], _T], data: Any, method: str, url: str) -> _T:
-        try:
-            return parse(data)
-        except (ValueError, TypeError, KeyError) as error:
-            raise exc.APIResponseValidationError(
-                f"unexpected answer: {error}", method=method, url=url
-            ) from error
-
-    async def _call(
-        self,
-        spec: RequestSpec,
-        *,
-        body: Callable[[], AsyncIterable[bytes]] | None = None,
-        headers: Mapping[str, str] | None = None,
-        max_attempts: int | None = None,
-        uncertain: UncertainCreate | None = None,
-    ) -> Any:
-        """Send ``spec`` with the retry policy; return the decoded JSON answer.
-
-        Args:
-            spec: What to send.
-            body: Makes a fresh streamed body per attempt (uploads); else ``spec.json`` is sent.
-            headers: Headers for a streamed body (its content type and length).
-            max_attempts: Overrides ``retry.max_attempts`` (1 for a body read only once).
-            uncertain: For a create, what ``SubmissionUncertainError`` should carry.
-        """
-        url = self._base_url + spec.path
-        if body is not None:
-            base_headers: Mapping[str, str] = {**self._headers, **(headers or {}), **spec.headers}
-            payload: Any = None
-        elif spec.json is not None:
-            base_headers = (
-                {**self._json_headers, **spec.headers} if spec.headers else (self._json_headers)
-            )
-            payload = json.dumps(spec.json, separators=(",", ":"), allow_nan=False).encode()
-        else:
-            base_headers = {**self._headers, **spec.headers} if spec.headers else self._headers
-            payload = None
-        policy = self.retry
-        attempts = max_attempts if max_attempts is not None else policy.max_attempts
-        attempt = 0
-        while True:
-            attempt += 1
-            request = HTTPRequest(
-                spec.method,
-                url,
-                base_headers,
-                body() if body is not None else payload,
-                transfer=body is not None,
-            )
-            retry_after: float | None = None
-            try:
-                status, answer_headers, answer = await self._attempt(request)
-            except TransportError as failure:
-                error: exc.APIError = self._connection_error(failure, spec.method, url)
-                decision = decide(spec.safety, failure=failure.failure)
-                cause = _failure_cause(failure)
-            else:
-                if status < 400:
-                    return decode_json(answer, method=spec.method, url=url)
-                now = time.time()
-                error = decode_error(
-                    status, answer_headers, answer, now=now, method=spec.method, url=url
-                )
-                decision = decide(spec.safety, status=status)
-                if status in (429, 503):
-                    retry_after = parse_retry_after(answer_headers, now)
-                cause = f"the server answered {error}"
-            if decision is Decision.UNCERTAIN and uncertain is not None:
-                log.warning(
-                    "submit outcome unknown, not resent (Idempotency-Key %s): %s",
-                    uncertain.key,
-                    cause,
-                )
-                raise exc.SubmissionUncertainError(uncertain.request, uncertain.key, cause) from (
-                    error
-                )
-            if decision is not Decision.RETRY or attempt >= attempts:
-                raise error
-            wait = retry_wait(attempt, policy, random.random(), retry_after)
-            if wait is None:
-                raise error
-            log.info(
-                "%s %s failed (%s); retry %d of %d in %.2f s",
-                spec.method,
-                spec.path,
-                cause,
-                attempt,
-                attempts - 1,
-                wait,
-            )
-            await anyio.sleep(wait)
 
     # ---------------------------------------------------------------- downloads
 
@@ -497,7 +347,7 @@ class AsyncRelayDance:
             RequestValidationError: The task has no clip URL, or ``dest``'s folder is missing.
             DownloadError: The bytes could not all be fetched; nothing is left at ``dest``.
         """
-        transport, budget = self._opened()
+        self._requester.check_open()
         if isinstance(task_or_url, Task):
             if not task_or_url.url and task_or_url.status is TaskStatus.SUCCEEDED:
                 # A snapshot without its URL (a replayed submit answer, say): read it afresh.
@@ -515,22 +365,4 @@ class AsyncRelayDance:
             default = safe_name(stem or "download")
         check_http_url(url, "url")
         path = resolve_destination(dest, default)
-        parts = urllib.parse.urlsplit(url)
-        own_host = (parts.scheme, parts.netloc.lower()) == self._origin
-        return await download_to(
-            transport,
-            url,
-            path,
-            headers=self._download_headers if own_host else self._public_headers,
-            retry=self.retry,
-            budget=budget if own_host else None,
-            on_progress=on_progress,
-        )
-
-
-def _failure_cause(error: TransportError) -> str:
-    if error.failure is Failure.TIMEOUT:
-        return f"no answer in time after the request was sent ({error})"
-    if error.failure is Failure.DISCONNECT:
-        return f"the connection broke after the request was sent ({error})"
-    return str(error)  # pragma: no cover - CONNECT failures are always retried
+        return await download_to(self._requester, url, path, on_progress=on_progress)

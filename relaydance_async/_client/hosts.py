@@ -8,18 +8,23 @@ answers an ``UploadedFile`` whose ``url`` goes into a reference. Two ship here:
 * ``WaveSpeedHost``: WaveSpeed's binary upload (``WAVESPEED_API_KEY``), whose ``download_url``
   RelayDance accepts as a reference URL. Files are kept 7 days.
 
-Pick a host per upload (``await host.upload(client, source)``, or ``upload_to(client, source,
-host="wavespeed")``), per client (``AsyncRelayDance(media_host=...)``) or per batch.
+Pick a host per upload (``client.files.upload(source, host="wavespeed")``), per client
+(``AsyncRelayDance(media_host=...)``) or per batch.
+
+A host is given the client's ``Requester`` (public: ``client.requester``) and sends through it,
+so its requests share the client's budget and retry policy. Writing your own takes public names
+only: ``requester.request(method, url, kind=rd.RequestKind.UPLOAD, headers=..., content=...)``.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
 
 import attrs
 
-from relaydance_async._http.envelope import envelope_call
+from relaydance_async._http.session import Requester
 from relaydance_async._http.upload import (
     MultipartBody,
     ProgressCallback,
@@ -27,14 +32,17 @@ from relaydance_async._http.upload import (
     UploadSourceLike,
     open_source,
 )
-from relaydance_async._sansio.retry import Safety
-from relaydance_async.exceptions import APIResponseValidationError, RelayDanceError
+from relaydance_async._sansio.protocol import RequestSpec, envelope_data, parse_answer
+from relaydance_async._sansio.retry import RequestKind
+from relaydance_async._sansio.wire import uploaded_file_from_wire
+from relaydance_async.exceptions import (
+    APIResponseValidationError,
+    RelayDanceError,
+    RequestValidationError,
+)
 from relaydance_async.media.check import acheck_media, check_name_and_size
 from relaydance_async.media.rules import MediaRules
 from relaydance_async.models import UploadedFile
-
-if TYPE_CHECKING:
-    from relaydance_async._client.client import AsyncRelayDance
 
 __all__ = [
     "WAVESPEED_BASE_URL",
@@ -44,11 +52,13 @@ __all__ = [
     "check_source",
     "host_named",
     "resolve_host",
-    "upload_to",
+    "upload_to_relaydance",
 ]
 
 WAVESPEED_BASE_URL = "https://api.wavespeed.ai"
 _WAVESPEED_UPLOAD = "/api/v3/media/upload/binary"
+_UPLOAD = RequestSpec("POST", "/files", RequestKind.UPLOAD)
+_UPLOAD_ONCE = RequestSpec("POST", "/files", RequestKind.SUBMIT)
 
 
 @runtime_checkable
@@ -62,15 +72,60 @@ class MediaHost(Protocol):
 
     async def upload(
         self,
-        client: AsyncRelayDance,
+        requester: Requester,
         source: UploadSourceLike,
         *,
         filename: str | None = None,
         content_type: str | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> UploadedFile:
-        """Check, then stream ``source`` to this host through ``client``'s request budget."""
+        """Check, then stream ``source`` to this host through ``requester``.
+
+        Args:
+            requester: The client's request layer (``client.requester``): send with its
+                ``request`` so the upload shares the client's budget and retry policy.
+            source: A path, bytes, binary file object or async byte iterator
+                (``open_source`` and ``MultipartBody`` turn it into a streamed body).
+            filename: The upload name (defaults to the source's).
+            content_type: The MIME type (defaults to a guess from the name).
+            on_progress: Called as ``on_progress(sent, total)``.
+        """
         ...
+
+
+async def upload_to_relaydance(
+    requester: Requester,
+    source: UploadSourceLike,
+    *,
+    filename: str | None = None,
+    content_type: str | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> UploadedFile:
+    """``POST /files`` (RelayDance's own upload), retried only if the source can be re-read.
+
+    Raises:
+        RequestValidationError: The source is missing, empty or unreadable (before any I/O).
+        APIError: The upload failed.
+    """
+    requester.check_open()
+    prepared = open_source(source, filename=filename, content_type=content_type)
+    body = MultipartBody(prepared, on_progress=on_progress)
+    headers = {"Content-Type": body.content_type}
+    if body.content_length is not None:
+        headers["Content-Length"] = str(body.content_length)
+    answer = await requester.call(
+        _UPLOAD if prepared.reusable else _UPLOAD_ONCE,
+        body=body.stream,
+        headers=headers,
+        max_attempts=None if prepared.reusable else 1,
+    )
+    result = parse_answer(uploaded_file_from_wire, answer, "POST", "/files")
+    return attrs.evolve(
+        result,
+        filename=result.filename or prepared.filename,
+        size=result.size if result.size is not None else prepared.size,
+        content_type=result.content_type or prepared.content_type,
+    )
 
 
 async def check_source(
@@ -105,19 +160,18 @@ class RelayDanceFiles:
 
     async def upload(
         self,
-        client: AsyncRelayDance,
+        requester: Requester,
         source: UploadSourceLike,
         *,
         filename: str | None = None,
         content_type: str | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> UploadedFile:
-        """Check the source, then upload it with ``client.files``' own ``/files`` upload."""
+        """Check the source, then upload it to RelayDance's ``/files``."""
         prepared = open_source(source, filename=filename, content_type=content_type)
         await check_source(source, prepared, self.check)
-        # Straight to /files: the client's media_host may be this very object.
-        return await client.files._upload_to_relaydance(
-            source, filename=filename, content_type=content_type, on_progress=on_progress
+        return await upload_to_relaydance(
+            requester, source, filename=filename, content_type=content_type, on_progress=on_progress
         )
 
 
@@ -160,7 +214,7 @@ class WaveSpeedHost:
 
     async def upload(
         self,
-        client: AsyncRelayDance,
+        requester: Requester,
         source: UploadSourceLike,
         *,
         filename: str | None = None,
@@ -175,27 +229,28 @@ class WaveSpeedHost:
             AuthenticationError: The WaveSpeed key was refused (401).
             RequestTooLargeError: The file is too large for WaveSpeed (413).
         """
-        client._opened()
+        requester.check_open()
         prepared = open_source(source, filename=filename, content_type=content_type)
         await check_source(source, prepared, self.check)
         body = MultipartBody(prepared, on_progress=on_progress)
         headers = {
-            **client._public_headers,
             "Authorization": f"Bearer {self.api_key}",
             "Accept": "application/json",
             "Content-Type": body.content_type,
         }
         if body.content_length is not None:
             headers["Content-Length"] = str(body.content_length)
-        data = await envelope_call(
-            client,
+        answer = await requester.request(
             "POST",
             self.upload_url,
+            kind=RequestKind.PROVIDER_IDEMPOTENT
+            if prepared.reusable
+            else RequestKind.PROVIDER_CREATE,
             headers=headers,
-            safety=Safety.IDEMPOTENT if prepared.reusable else Safety.CREATE,
-            body=body.stream,
+            content=body.stream,
             max_attempts=None if prepared.reusable else 1,
         )
+        data = envelope_data(answer.json())
         url = data.get("download_url") if isinstance(data, dict) else None
         if not isinstance(url, str) or not url:
             raise APIResponseValidationError(
@@ -216,7 +271,7 @@ def resolve_host(host: MediaHost | str | None) -> MediaHost | None:
     """A host object from a host or its name (``relaydance``, ``wavespeed``); None stays None.
 
     Raises:
-        ValueError: The name is not a known host.
+        RequestValidationError: The name is not a known host (also a ``ValueError``).
     """
     if host is None or not isinstance(host, str):
         return host
@@ -224,32 +279,19 @@ def resolve_host(host: MediaHost | str | None) -> MediaHost | None:
         return RelayDanceFiles()
     if host == "wavespeed":
         return WaveSpeedHost()
-    raise ValueError(f"unknown media host {host!r} (known: relaydance, wavespeed)")
+    raise RequestValidationError(
+        "host", f"unknown media host {host!r} (known: relaydance, wavespeed)"
+    )
 
 
-def host_named(client: AsyncRelayDance, name: MediaHost | str | None) -> MediaHost | None:
-    """The host a name means for this client.
+def host_named(hosts: Mapping[str, MediaHost], name: MediaHost | str | None) -> MediaHost | None:
+    """The host a name means for a client whose named hosts are ``hosts``.
 
     A host the client was given under that name (``client.media_hosts``) wins; otherwise one is
     built from the environment (``resolve_host``). Objects and None pass through.
     """
     if isinstance(name, str):
-        found = client.media_hosts.get(name)
+        found = hosts.get(name)
         if found is not None:
             return found
     return resolve_host(name)
-
-
-async def upload_to(
-    client: AsyncRelayDance,
-    source: UploadSourceLike,
-    *,
-    host: MediaHost | str | None = None,
-    filename: str | None = None,
-    content_type: str | None = None,
-    on_progress: ProgressCallback | None = None,
-) -> UploadedFile:
-    """Upload through ``host`` (an object or a name), else the client's default host."""
-    return await client.files.upload(
-        source, filename=filename, content_type=content_type, on_progress=on_progress, host=host
-    )

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from relaydance_async._sansio.protocol import RequestSpec
-from relaydance_async._sansio.retry import Safety
+from relaydance_async._http.session import Requester
+from relaydance_async._sansio.protocol import RequestSpec, parse_answer
+from relaydance_async._sansio.retry import RequestKind
 from relaydance_async._sansio.validate import validate_image_request
 from relaydance_async._sansio.wire import images_from_wire
 from relaydance_async.models import GeneratedImage
-
-if TYPE_CHECKING:
-    from relaydance_async._client.client import AsyncRelayDance
 
 __all__ = ["Images"]
 
@@ -19,8 +17,8 @@ __all__ = ["Images"]
 class Images:
     """Image generation, reached as ``client.images``."""
 
-    def __init__(self, client: AsyncRelayDance) -> None:
-        self._client = client
+    def __init__(self, requester: Requester) -> None:
+        self._requester = requester
 
     async def generate(
         self, *, model: str, prompt: str, n: int = 1, size: str | None = None
@@ -43,6 +41,6 @@ class Images:
         body: dict[str, Any] = {"model": model, "prompt": prompt, "n": n}
         if size is not None:
             body["size"] = size
-        spec = RequestSpec("POST", "/images/generations", "images", Safety.CREATE, json=body)
-        answer = await self._client._call(spec)
-        return self._client._parse(images_from_wire, answer, "POST", "/images/generations")
+        spec = RequestSpec("POST", "/images/generations", RequestKind.SUBMIT, json=body)
+        answer = await self._requester.call(spec)
+        return parse_answer(images_from_wire, answer, "POST", "/images/generations")

@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from relaydance_async._sansio.protocol import RequestSpec
-from relaydance_async._sansio.retry import Safety
+from relaydance_async._http.session import Requester
+from relaydance_async._sansio.protocol import RequestSpec, parse_answer
+from relaydance_async._sansio.retry import RequestKind
 from relaydance_async._sansio.wire import models_from_wire
 from relaydance_async.models import Model
 
-if TYPE_CHECKING:
-    from relaydance_async._client.client import AsyncRelayDance
-
 __all__ = ["Models"]
 
-_LIST = RequestSpec("GET", "/models", "models", Safety.IDEMPOTENT)
+_LIST = RequestSpec("GET", "/models", RequestKind.READ)
 
 
 class Models:
     """Model listing, reached as ``client.models``."""
 
-    def __init__(self, client: AsyncRelayDance) -> None:
-        self._client = client
+    def __init__(self, requester: Requester) -> None:
+        self._requester = requester
 
     async def list(self) -> list[Model]:
         """``GET /models``: every model this key may use (the source of truth for model ids)."""
-        answer = await self._client._call(_LIST)
-        return self._client._parse(models_from_wire, answer, "GET", "/models")
+        answer = await self._requester.call(_LIST)
+        return parse_answer(models_from_wire, answer, "GET", "/models")

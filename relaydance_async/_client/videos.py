@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import attrs
 
 from relaydance_async._client.jobs import VideoJob
-from relaydance_async._sansio.protocol import RequestSpec, UncertainCreate, retrieve_video_path
-from relaydance_async._sansio.retry import Safety
+from relaydance_async._client.scheduler import Scheduler
+from relaydance_async._http.session import Requester
+from relaydance_async._sansio.protocol import (
+    RequestSpec,
+    UncertainCreate,
+    parse_answer,
+    retrieve_video_path,
+)
+from relaydance_async._sansio.retry import RequestKind
 from relaydance_async._sansio.validate import validate_video_request
 from relaydance_async._sansio.wire import request_to_wire, task_from_wire
 from relaydance_async.exceptions import (
@@ -19,10 +27,30 @@ from relaydance_async.exceptions import (
 )
 from relaydance_async.models import JobKind, Task, VideoRequest
 
-if TYPE_CHECKING:
-    from relaydance_async._client.client import AsyncRelayDance
+__all__ = ["CallbackRouter", "Videos", "build_request", "fetch_task_once", "new_idempotency_key"]
 
-__all__ = ["Videos", "build_request", "new_idempotency_key"]
+
+class CallbackRouter(Protocol):
+    """What submitting needs of a webhook receiver: a callback URL per job, bound to its task."""
+
+    def callback_url(self, idempotency_key: str) -> str:
+        """The callback URL for the submit carrying ``idempotency_key``."""
+        ...
+
+    def bind(self, idempotency_key: str, task_id: str) -> None:
+        """From now on, callbacks for ``idempotency_key`` must name ``task_id``."""
+        ...
+
+
+async def fetch_task_once(requester: Requester, task_id: str) -> Task:
+    """One GET of a task through the budget, no retries (the scheduler re-polls).
+
+    Raises:
+        NotFoundError: No such task.
+        APIError: Anything else went wrong; the scheduler decides when to try again.
+    """
+    path = retrieve_video_path(task_id)
+    return parse_answer(task_from_wire, await requester.get_once(path), "GET", path)
 
 
 def new_idempotency_key() -> str:
@@ -61,10 +89,23 @@ def build_request(request: VideoRequest | None, fields: dict[str, Any]) -> Video
 
 
 class Videos:
-    """Video tasks, reached as ``client.videos``."""
+    """Video tasks, reached as ``client.videos``.
 
-    def __init__(self, client: AsyncRelayDance) -> None:
-        self._client = client
+    Args:
+        requester: The client's request layer.
+        scheduler: Returns the client's scheduler (raises ``ClientStateError`` unless open).
+        webhooks: The client's webhook receiver, if any.
+    """
+
+    def __init__(
+        self,
+        requester: Requester,
+        scheduler: Callable[[], Scheduler],
+        webhooks: CallbackRouter | None = None,
+    ) -> None:
+        self._requester = requester
+        self._scheduler = scheduler
+        self._webhooks = webhooks
 
     async def create(
         self,
@@ -95,14 +136,13 @@ class Videos:
         spec = RequestSpec(
             "POST",
             "/video/generations",
-            "submit",
-            Safety.CREATE,
+            RequestKind.SUBMIT,
             json=request_to_wire(built),
             headers={"Idempotency-Key": key},
         )
         try:
-            answer = await self._client._call(spec, uncertain=UncertainCreate(built, key))
-            return self._client._parse(task_from_wire, answer, "POST", "/video/generations")
+            answer = await self._requester.call(spec, uncertain=UncertainCreate(built, key))
+            return parse_answer(task_from_wire, answer, "POST", "/video/generations")
         except APIResponseValidationError as error:
             # The server said yes to something: a task may exist even if its answer is unreadable.
             raise SubmissionUncertainError(
@@ -117,9 +157,9 @@ class Videos:
         """
         if not isinstance(task_id, str) or not task_id.strip():
             raise RequestValidationError("task_id", "must be a non-empty string")
-        spec = RequestSpec("GET", retrieve_video_path(task_id), "poll", Safety.IDEMPOTENT)
-        answer = await self._client._call(spec)
-        return self._client._parse(task_from_wire, answer, "GET", spec.path)
+        spec = RequestSpec("GET", retrieve_video_path(task_id), RequestKind.READ)
+        answer = await self._requester.call(spec)
+        return parse_answer(task_from_wire, answer, "GET", spec.path)
 
     async def submit(
         self,
@@ -144,11 +184,10 @@ class Videos:
         Raises:
             The same errors as ``create``.
         """
-        client = self._client
-        scheduler = client._scheduler_or_fail()
+        scheduler = self._scheduler()
         built = build_request(request, fields)
         key = new_idempotency_key() if idempotency_key is None else _check_key(idempotency_key)
-        receiver = client.webhooks
+        receiver = self._webhooks
         if receiver is not None and built.callback_url is None:
             built = attrs.evolve(built, callback_url=receiver.callback_url(key))
         task = await self.create(built, idempotency_key=key)
@@ -170,7 +209,7 @@ class Videos:
         """
         if not isinstance(task_id, str) or not task_id.strip():
             raise RequestValidationError("task_id", "must be a non-empty string")
-        scheduler = self._client._scheduler_or_fail()
+        scheduler = self._scheduler()
         return scheduler.track_id(task_id, kind=kind, max_wait=max_wait)
 
     async def generate(self, request: VideoRequest | None = None, /, **kw: Any) -> Task:

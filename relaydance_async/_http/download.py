@@ -5,7 +5,8 @@
 never sees half a clip. After a broken connection it resumes with ``Range: bytes=N-`` when the
 server allowed it (``Accept-Ranges: bytes`` or a 206 answer), and otherwise starts again. The
 length is checked against ``Content-Length`` / ``Content-Range``; on any failure the temporary
-file is removed and nothing is left at the destination.
+file is removed and nothing is left at the destination. Attempts go through the request layer's
+retry loop as ``RequestKind.DOWNLOAD`` (so ``Retry-After`` on 429/503 is honoured).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import secrets
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
@@ -24,17 +25,16 @@ import anyio
 import anyio.to_thread
 
 from relaydance_async import exceptions as exc
-from relaydance_async._http.budget import RequestBudget
+from relaydance_async._http.session import AttemptFailed, Requester
 from relaydance_async._http.upload import ProgressCallback
 from relaydance_async._sansio.protocol import decode_error, get_header
-from relaydance_async._sansio.retry import Decision, Safety, backoff, decide
-from relaydance_async._sansio.settings import RetryPolicy
-from relaydance_async.transport import HTTPRequest, Transport, TransportError
+from relaydance_async._sansio.retry import RequestKind
+from relaydance_async.exceptions import Failure
+from relaydance_async.transport import HTTPRequest, HTTPResponse, TransportError
 
 __all__ = ["download_to", "resolve_destination", "safe_name"]
 
 CHUNK_SIZE = 256 * 1024
-_RANDOM = secrets.SystemRandom()
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
@@ -59,38 +59,26 @@ def resolve_destination(dest: str | os.PathLike[str], default_name: str) -> Path
     return path
 
 
-def _total_from(status: int, headers: Mapping[str, str], offset: int) -> int | None:
-    if status == 206:
-        match = _CONTENT_RANGE.fullmatch((get_header(headers, "content-range") or "").strip())
-        if not match or int(match.group(1)) != offset:  # cannot trust its ranges: start over
-            raise _Short("the server resumed at the wrong offset", resumable=False)
-        return None if match.group(3) == "*" else int(match.group(3))
-    length = get_header(headers, "content-length")
-    return offset + int(length) if length and length.isdigit() else None
-
-
 async def download_to(
-    transport: Transport,
+    requester: Requester,
     url: str,
     path: Path,
     *,
-    headers: Mapping[str, str],
-    retry: RetryPolicy,
-    budget: RequestBudget | None = None,
     on_progress: ProgressCallback | None = None,
-    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
-    rand: Callable[[], float] = _RANDOM.random,
 ) -> Path:
     """Stream ``url`` to ``path`` atomically (see the module docstring); return ``path``.
+
+    The key goes only to the API's own host, whose downloads also take a budget slot.
 
     Raises:
         APIStatusError: The server refused (404 for an expired clip, say).
         DownloadError: The bytes could not all be fetched within ``retry.max_attempts``.
     """
+    requester.check_open()
     temp = path.parent / f".{path.name}.part-{secrets.token_hex(4)}"
     handle: IO[bytes] = await anyio.to_thread.run_sync(open, temp, "wb")
     try:
-        await _fetch(transport, url, handle, headers, retry, budget, on_progress, sleep, rand)
+        await _Fetch(requester, url, handle, on_progress).run()
         await anyio.to_thread.run_sync(_finish, handle)
         await anyio.to_thread.run_sync(os.replace, temp, path)
     except BaseException:
@@ -112,61 +100,6 @@ def _remove(temp: Path) -> None:
         temp.unlink()
 
 
-async def _fetch(
-    transport: Transport,
-    url: str,
-    handle: IO[bytes],
-    headers: Mapping[str, str],
-    retry: RetryPolicy,
-    budget: RequestBudget | None,
-    on_progress: ProgressCallback | None,
-    sleep: Callable[[float], Awaitable[None]],
-    rand: Callable[[], float],
-) -> None:
-    received = 0
-    resumable = False
-    attempt = 0
-    while True:
-        attempt += 1
-        # Identity encoding: byte offsets and Content-Length then mean the file's own bytes.
-        send_headers: dict[str, str] = {**headers, "Accept-Encoding": "identity"}
-        if received and resumable:
-            send_headers["Range"] = f"bytes={received}-"
-        elif received:
-            await anyio.to_thread.run_sync(_truncate, handle)
-            received = 0
-        request = HTTPRequest("GET", url, send_headers, transfer=True)
-        problem: BaseException
-        try:
-            received, resumable = await _attempt(
-                transport, request, handle, received, budget, on_progress
-            )
-            return
-        except TransportError as error:
-            problem = error
-        except _Short as error:
-            problem = error
-        except exc.APIStatusError as error:
-            if decide(Safety.IDEMPOTENT, status=error.status_code) is not Decision.RETRY:
-                raise
-            problem = error
-        received = handle.tell()
-        resumable = getattr(problem, "resumable", resumable)
-        if attempt >= retry.max_attempts:
-            if isinstance(problem, exc.APIStatusError):
-                raise problem
-            raise exc.DownloadError(
-                f"download of {_redact(url)} failed after {attempt} attempts: {problem}"
-            ) from problem
-        await sleep(backoff(attempt, retry, rand()))
-
-
-class _Short(Exception):
-    def __init__(self, message: str, resumable: bool) -> None:
-        self.resumable = resumable
-        super().__init__(message)
-
-
 def _truncate(handle: IO[bytes]) -> None:
     handle.seek(0)
     handle.truncate()
@@ -177,62 +110,99 @@ def _redact(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
-async def _attempt(
-    transport: Transport,
-    request: HTTPRequest,
-    handle: IO[bytes],
-    offset: int,
-    budget: RequestBudget | None,
-    on_progress: ProgressCallback | None,
-) -> tuple[int, bool]:
-    if budget is not None:
-        async with budget.slot():
-            return await _stream(transport, request, handle, offset, budget, on_progress)
-    return await _stream(transport, request, handle, offset, None, on_progress)
+class _Short(Exception):
+    pass
 
 
-async def _stream(
-    transport: Transport,
-    request: HTTPRequest,
-    handle: IO[bytes],
-    offset: int,
-    budget: RequestBudget | None,
-    on_progress: ProgressCallback | None,
-) -> tuple[int, bool]:
-    response = await transport.send(request)
-    status = response.status
-    if status >= 400:
-        body = await response.read()
-        error = decode_error(
-            status, response.headers, body, now=time.time(), method="GET", url=_redact(request.url)
+class _Fetch:
+    """One download's attempts: where the file stands, and whether the server can resume."""
+
+    def __init__(
+        self,
+        requester: Requester,
+        url: str,
+        handle: IO[bytes],
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self._requester = requester
+        self._url = url
+        self._shown = _redact(url)
+        self._handle = handle
+        self._on_progress = on_progress
+        self._headers = requester.download_headers(url)
+        self._budgeted = requester.is_api_host(url)
+        self._received = 0
+        self._resumable = False
+
+    async def run(self) -> None:
+        await self._requester.retrying(
+            RequestKind.DOWNLOAD,
+            self._attempt,
+            what=f"download of {self._shown}",
+            give_up=self._give_up,
         )
-        if budget is not None and status == 429:
-            budget.on_rate_limited(getattr(error, "retry_after", None))
-        raise error
-    if budget is not None:
-        budget.on_success()
-    try:
+
+    def _give_up(self, problem: BaseException, attempts: int) -> BaseException:
+        if isinstance(problem, exc.APIStatusError):
+            return problem
+        error = exc.DownloadError(
+            f"download of {self._shown} failed after {attempts} attempts: {problem}"
+        )
+        error.__cause__ = problem
+        return error
+
+    async def _attempt(self, number: int) -> None:
+        # Identity encoding: byte offsets and Content-Length then mean the file's own bytes.
+        headers: dict[str, str] = {**self._headers, "Accept-Encoding": "identity"}
+        if self._received and self._resumable:
+            headers["Range"] = f"bytes={self._received}-"
+        elif self._received:
+            await anyio.to_thread.run_sync(_truncate, self._handle)
+            self._received = 0
+        request = HTTPRequest("GET", self._url, headers, transfer=True)
+        try:
+            async with self._requester.stream(request, budgeted=self._budgeted) as response:
+                await self._read(response.status, response.headers, response)
+        except TransportError as error:
+            self._received = self._handle.tell()
+            raise AttemptFailed(error, failure=error.failure) from None
+        except _Short as error:
+            self._received = self._handle.tell()
+            raise AttemptFailed(error, failure=Failure.DISCONNECT) from None
+
+    async def _read(self, status: int, headers: Mapping[str, str], response: HTTPResponse) -> None:
+        if status >= 400:
+            body = await response.read()
+            error = decode_error(
+                status, headers, body, now=time.time(), method="GET", url=self._shown
+            )
+            raise AttemptFailed(error, status=status, headers=headers)
+        offset = self._received
         if offset and status != 206:  # the server ignored Range: start over
-            await anyio.to_thread.run_sync(_truncate, handle)
+            await anyio.to_thread.run_sync(_truncate, self._handle)
             offset = 0
-        total = _total_from(status, response.headers, offset)
-        resumable = status == 206 or (
-            (get_header(response.headers, "accept-ranges") or "").lower() == "bytes"
+        total = self._total_from(status, headers, offset)
+        self._resumable = status == 206 or (
+            (get_header(headers, "accept-ranges") or "").lower() == "bytes"
         )
         received = offset
+        on_progress = self._on_progress
         if on_progress is not None:
             on_progress(received, total)
-        try:
-            async for chunk in response.iter_chunks(CHUNK_SIZE):
-                await anyio.to_thread.run_sync(handle.write, chunk)
-                received += len(chunk)
-                if on_progress is not None:
-                    on_progress(received, total)
-        except TransportError as error:
-            setattr(error, "resumable", resumable)  # noqa: B010 - carried to the retry loop
-            raise
+        async for chunk in response.iter_chunks(CHUNK_SIZE):
+            await anyio.to_thread.run_sync(self._handle.write, chunk)
+            received += len(chunk)
+            if on_progress is not None:
+                on_progress(received, total)
         if total is not None and received != total:
-            raise _Short(f"the body ended short ({received} of {total} bytes)", resumable)
-        return received, resumable
-    finally:
-        await response.aclose()
+            raise _Short(f"the body ended short ({received} of {total} bytes)")
+
+    def _total_from(self, status: int, headers: Mapping[str, str], offset: int) -> int | None:
+        if status == 206:
+            match = _CONTENT_RANGE.fullmatch((get_header(headers, "content-range") or "").strip())
+            if not match or int(match.group(1)) != offset:  # cannot trust its ranges: start over
+                self._resumable = False
+                raise _Short("the server resumed at the wrong offset")
+            return None if match.group(3) == "*" else int(match.group(3))
+        length = get_header(headers, "content-length")
+        return offset + int(length) if length and length.isdigit() else None

@@ -11,20 +11,23 @@ import json
 import math
 import re
 import urllib.parse
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import attrs
 
 from relaydance_async import exceptions as exc
-from relaydance_async._sansio.retry import Safety
+from relaydance_async._sansio.retry import RequestKind
 
 __all__ = [
     "RequestSpec",
     "UncertainCreate",
     "decode_error",
     "decode_json",
+    "envelope_data",
+    "envelope_status",
     "get_header",
+    "parse_answer",
     "parse_retry_after",
     "request_id",
     "retrieve_video_path",
@@ -41,10 +44,8 @@ class RequestSpec:
     """``GET`` or ``POST``."""
     path: str
     """Path below the base URL, starting with ``/``."""
-    group: str
-    """The endpoint group (``submit``, ``poll``, ``upload``, ``models``, ``images``)."""
-    safety: Safety
-    """Whether a failed attempt may be resent."""
+    kind: RequestKind
+    """What the request does: picks its row of the retry table."""
     json: Any = None
     """The JSON body, if any."""
     headers: Mapping[str, str] = _EMPTY_HEADERS
@@ -59,6 +60,44 @@ class UncertainCreate:
     """The request that was sent."""
     key: str
     """The ``Idempotency-Key`` every attempt carried."""
+
+
+_T = TypeVar("_T")
+
+
+def parse_answer(parse: Callable[[Any], _T], data: Any, method: str, url: str) -> _T:
+    """``parse(data)``, a decoded answer turned into a model.
+
+    Raises:
+        APIResponseValidationError: The answer does not have the expected shape.
+    """
+    try:
+        return parse(data)
+    except (ValueError, TypeError, KeyError) as error:
+        raise exc.APIResponseValidationError(
+            f"unexpected answer: {error}", method=method, url=url
+        ) from error
+
+
+def envelope_status(status: int, answer: Any) -> int:
+    """The effective status of a provider's answer in the ``{"code", "message", "data"}`` shape.
+
+    Providers may report an error as HTTP 200 carrying ``code``: a ``code`` of 400 or more
+    (other than 200) is then the status; otherwise the HTTP status stands.
+    """
+    if status >= 400 or not isinstance(answer, Mapping):
+        return status
+    code = answer.get("code")
+    if isinstance(code, str) and code.isdigit():
+        code = int(code)
+    if isinstance(code, int) and not isinstance(code, bool) and code >= 400 and code != 200:
+        return code
+    return status
+
+
+def envelope_data(answer: Any) -> Any:
+    """The envelope's ``data`` (or the whole answer when it has no envelope)."""
+    return answer.get("data", answer) if isinstance(answer, Mapping) else answer
 
 
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_.~-]+")

@@ -22,8 +22,9 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
+from relaydance_async import assets
+from relaydance_async._client.client import AsyncRelayDance
 from relaydance_async.batch._jobfile import (
     BatchItem,
     JobFileError,
@@ -69,7 +70,7 @@ def _coerce_items(requests: Iterable[object], base_dir: Path | None) -> list[Bat
     return parse_items(enumerate(requests, start=1), base_dir=base_dir)
 
 
-async def upload_reference(client: Any, path: Path, host: str | None) -> UploadedFile:
+async def upload_reference(client: AsyncRelayDance, path: Path, host: str | None) -> UploadedFile:
     """Upload one local reference file to ``host`` (None: the client's default host).
 
     This and :func:`review_reference` are the only places a batch reaches media hosts.
@@ -77,29 +78,25 @@ async def upload_reference(client: Any, path: Path, host: str | None) -> Uploade
     Raises:
         RelayDanceError: The upload failed (or the file breaks the host's media rules).
     """
-    from relaydance_async._client.hosts import upload_to
-
     try:
-        return await upload_to(client, path, host=host)
+        return await client.files.upload(path, host=host)
     except ValueError as exc:
         if isinstance(exc, RelayDanceError):
             raise
         raise RelayDanceError(str(exc)) from exc
 
 
-async def review_reference(client: Any, url: str, role: str, name: str | None) -> str:
+async def review_reference(client: AsyncRelayDance, url: str, role: str, name: str | None) -> str:
     """Turn a hosted media URL into a reviewed ``asset://<id>``, waiting for the review.
 
     Raises:
         RelayDanceError: The review failed, or the asset provider refused.
     """
-    from relaydance_async import assets
-
     return await assets.review_reference(client, url, role, name)
 
 
 def run_batch(
-    client: Any,
+    client: AsyncRelayDance,
     requests: Iterable[object],
     *,
     journal: str | Path | Journal | None = None,
@@ -178,7 +175,7 @@ def run_batch(
     )
 
 
-def _server_of(client: Any) -> str:
+def _server_of(client: AsyncRelayDance) -> str:
     base = str(getattr(client, "base_url", "") or "")
     parts = urllib.parse.urlsplit(base)
     # Without user info or query: a base URL could carry credentials, and the journal must not.

@@ -31,7 +31,7 @@ from typing import Any
 import attrs
 
 from relaydance_async._sansio.validate import validate_video_request
-from relaydance_async.exceptions import RequestValidationError
+from relaydance_async.exceptions import JobFileError, LineError
 from relaydance_async.models import (
     AudioRef,
     FirstFrame,
@@ -77,32 +77,6 @@ _MAX_ID = 200
 _MAX_REPORTED = 50
 # A local file stands in for a URL while the request is validated; the real URL comes at run time.
 _PLACEHOLDER = "https://local.invalid/"
-
-
-class JobFileError(RequestValidationError):
-    """Some job lines are invalid; nothing was submitted.
-
-    Attributes:
-        errors: Every problem found, each with its line number (up to 50).
-    """
-
-    def __init__(self, errors: list[LineError], source: str = "jobs") -> None:
-        self.errors = errors
-        shown = "\n".join(f"  {e}" for e in errors)
-        super().__init__(source, f"{len(errors)} invalid job line(s):\n{shown}")
-
-
-@attrs.frozen
-class LineError:
-    """One invalid job line."""
-
-    line: int | None
-    """1-based line number in the file (or position in the list), when known."""
-    message: str
-    """What is wrong, in words."""
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.message}" if self.line is not None else self.message
 
 
 @attrs.frozen

@@ -32,6 +32,8 @@ import anyio
 import anyio.to_thread
 import attrs
 
+from relaydance_async.exceptions import JournalError
+
 __all__ = ["ItemRecord", "ItemState", "Journal", "JournalError", "SQLiteJournal", "UploadRecord"]
 
 SCHEMA_VERSION = 1
@@ -63,10 +65,6 @@ CREATE TABLE IF NOT EXISTS uploads (
     PRIMARY KEY (sha256, host, purpose)
 );
 """
-
-
-class JournalError(RuntimeError):
-    """The journal cannot be used: another process holds it, or it is from a newer version."""
 
 
 class ItemState(str, enum.Enum):

@@ -17,6 +17,7 @@ import anyio
 import anyio.to_thread
 import attrs
 
+from relaydance_async._client.client import AsyncRelayDance
 from relaydance_async.batch._jobfile import BatchItem, RefSpec
 from relaydance_async.batch._journal import Journal, UploadRecord
 from relaydance_async.models import UploadedFile, VideoRequest
@@ -27,8 +28,8 @@ __all__ = ["FRESH_FOR", "RefResolver", "sha256_file"]
 #: file URLs live: we assume hours and stay well inside; WaveSpeed keeps files 7 days.
 FRESH_FOR = {"relaydance": 2 * 3600.0, "wavespeed": 6 * 86400.0, "asset": 30 * 86400.0}
 
-UploadFn = Callable[[Any, Path, "str | None"], Awaitable[UploadedFile]]
-ReviewFn = Callable[[Any, str, str, "str | None"], Awaitable[str]]
+UploadFn = Callable[[AsyncRelayDance, Path, "str | None"], Awaitable[UploadedFile]]
+ReviewFn = Callable[[AsyncRelayDance, str, str, "str | None"], Awaitable[str]]
 
 _CHUNK = 1024 * 1024
 
@@ -54,7 +55,9 @@ class _Once:
 class RefResolver:
     """Resolves items' references to final URLs, uploading and reviewing each content once."""
 
-    def __init__(self, client: Any, journal: Journal, upload: UploadFn, review: ReviewFn) -> None:
+    def __init__(
+        self, client: AsyncRelayDance, journal: Journal, upload: UploadFn, review: ReviewFn
+    ) -> None:
         self._client = client
         self._journal = journal
         self._upload_fn = upload
@@ -70,6 +73,7 @@ class RefResolver:
         """The item's request with every reference's final URL."""
         if not any(ref.needs_resolving for ref in item.refs):
             return item.request
+        # attrs.evolve's stub cannot see through the field's converter: hence Any.
         references: list[Any] = [ref.to_reference(await self._resolve(ref)) for ref in item.refs]
         return attrs.evolve(item.request, references=references)
 

@@ -16,6 +16,8 @@ import anyio
 import anyio.to_thread
 import attrs
 
+from relaydance_async._client.client import AsyncRelayDance
+from relaydance_async._client.jobs import VideoJob
 from relaydance_async.batch._jobfile import BatchItem
 from relaydance_async.batch._journal import ItemRecord, ItemState, Journal, JournalError
 from relaydance_async.batch._refs import RefResolver, ReviewFn, UploadFn
@@ -49,7 +51,7 @@ class BatchRun:
 
     def __init__(
         self,
-        client: Any,
+        client: AsyncRelayDance,
         items: list[BatchItem],
         *,
         journal: Journal,
@@ -334,12 +336,12 @@ class BatchRun:
         phase.to("running")
         return await self._finish(item, record, job, phase)
 
-    def _watch(self, task_id: str) -> Any:
+    def _watch(self, task_id: str) -> VideoJob:
         return self._client.videos.watch(task_id)
 
     async def _submit(
         self, item: BatchItem, record: ItemRecord, request: VideoRequest, key: str
-    ) -> BatchResult | tuple[Any, ItemRecord] | None:
+    ) -> BatchResult | tuple[VideoJob, ItemRecord] | None:
         for attempt in range(_UNCERTAIN_RETRIES + 1):
             record = attrs.evolve(
                 record,
@@ -394,7 +396,12 @@ class BatchRun:
         return self._result(item, BatchStatus.UNCERTAIN, error=error, exception=exc)
 
     async def _finish(
-        self, item: BatchItem, record: ItemRecord, job: Any, phase: _Phase, watched: bool = False
+        self,
+        item: BatchItem,
+        record: ItemRecord,
+        job: VideoJob,
+        phase: _Phase,
+        watched: bool = False,
     ) -> BatchResult | None:
         task_id = record.task_id
         try:
@@ -502,6 +509,7 @@ class _Phase:
 def _with_urls(item: BatchItem, urls: list[str]) -> VideoRequest:
     if len(urls) != len(item.refs):
         raise RelayDanceError(f"journal for {item.id!r} records {len(urls)} reference URLs")
+    # attrs.evolve's stub cannot see through the field's converter: hence Any.
     references: list[Any] = [
         ref.to_reference(url) for ref, url in zip(item.refs, urls, strict=True)
     ]

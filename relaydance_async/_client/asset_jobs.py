@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from relaydance_async._client.jobs import _PENDING, JobHandleBase
-from relaydance_async.assets._wire import ASSET_SCHEME, Asset, AssetStatus
+from relaydance_async._sansio.asset_wire import ASSET_SCHEME, Asset, AssetStatus
 from relaydance_async.exceptions import AssetFailedError
 from relaydance_async.models import Task
 

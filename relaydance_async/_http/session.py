@@ -1,0 +1,575 @@
+"""The request layer: every request the library sends goes through one ``Requester``.
+
+One attempt is: a slot of the shared request budget, ``Transport.send``, read the answer, report
+it to the budget. Around the attempts runs the one retry loop (``Requester.retrying``): classify
+the failure with the retry table of the request's ``RequestKind`` (``_sansio/retry.py``), honour
+``Retry-After``, back off, sleep, or raise. The clock, the sleep and the random source are
+constructor arguments, so the loop is tested without waiting.
+
+Three doors lead to that loop:
+
+* ``call(spec)``: a RelayDance API call (base URL and key added; answer decoded as JSON);
+* ``request(method, url, kind=...)``: any other host (media hosts, third-party providers): the
+  RelayDance key is never added; a provider's ``{"code", "message", "data"}`` error answered as
+  HTTP 200 counts as an error for the ``PROVIDER_*`` kinds;
+* ``retrying(kind, attempt)``: a caller's own attempt (downloads stream to disk and resume).
+
+``send_once`` is one attempt without retries (the polling scheduler's fetch re-polls by itself).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import urllib.parse
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import anyio
+import attrs
+
+from relaydance_async import exceptions as exc
+from relaydance_async._http.budget import RequestBudget
+from relaydance_async._sansio.protocol import (
+    RequestSpec,
+    UncertainCreate,
+    decode_error,
+    decode_json,
+    envelope_status,
+    parse_retry_after,
+)
+from relaydance_async._sansio.retry import (
+    RETRY_TABLE,
+    Decision,
+    Failure,
+    RequestKind,
+    decide,
+    retry_wait,
+)
+from relaydance_async._sansio.settings import RetryPolicy
+from relaydance_async.transport import HTTPRequest, HTTPResponse, Transport, TransportError
+
+__all__ = ["Answer", "AttemptFailed", "BodyFactory", "CallOptions", "Requester"]
+
+log = logging.getLogger("relaydance_async")
+_T = TypeVar("_T")
+
+BodyFactory = Callable[[], AsyncIterable[bytes]]
+"""Makes a fresh streamed body for each attempt (an upload's multipart body)."""
+
+_EMPTY: Mapping[str, Any] = {}
+_PROVIDER_KINDS = frozenset({RequestKind.PROVIDER_IDEMPOTENT, RequestKind.PROVIDER_CREATE})
+
+
+@attrs.frozen
+class CallOptions:
+    """Per-call overrides of a RelayDance API call (all optional).
+
+    Attributes:
+        max_retries: Retries after the first attempt (``RetryPolicy.max_attempts - 1`` when None).
+        timeout: Seconds the whole call may take (``Timeout.request`` when None).
+        extra_headers: Headers added to (or replacing) the defaults.
+        extra_query: Query parameters added to the URL.
+        extra_body: Fields merged into a JSON body.
+    """
+
+    max_retries: int | None = None
+    timeout: float | None = None
+    extra_headers: Mapping[str, str] = attrs.field(default=_EMPTY, repr=False)
+    extra_query: Mapping[str, str] = _EMPTY
+    extra_body: Mapping[str, Any] = _EMPTY
+
+
+@attrs.frozen
+class Answer:
+    """An HTTP answer read whole (what ``Requester.request`` returns).
+
+    Attributes:
+        status: The HTTP status (below 400: errors are raised).
+        headers: The answer's headers.
+        content: The body.
+    """
+
+    status: int
+    headers: Mapping[str, str] = attrs.field(repr=False)
+    content: bytes = attrs.field(repr=False)
+    url: str = ""
+    """The URL it answers (as requested)."""
+
+    def json(self) -> Any:
+        """The body decoded as JSON.
+
+        Raises:
+            APIResponseValidationError: The body is not JSON.
+        """
+        return decode_json(self.content, url=self.url)
+
+
+class AttemptFailed(Exception):
+    """One attempt failed; ``Requester.retrying`` decides from its fields what happens next.
+
+    Args:
+        error: What to raise if there is no further attempt.
+        status: The HTTP status of an error answer, if one arrived.
+        failure: How the attempt failed if no answer arrived.
+        headers: The error answer's headers (for ``Retry-After``).
+        cause: The failure in words, for logs and ``SubmissionUncertainError``.
+    """
+
+    def __init__(
+        self,
+        error: BaseException,
+        *,
+        status: int | None = None,
+        failure: Failure | None = None,
+        headers: Mapping[str, str] | None = None,
+        cause: str = "",
+    ) -> None:
+        self.error = error
+        self.status = status
+        self.failure = failure
+        self.headers = headers
+        self.cause = cause or str(error)
+        super().__init__(self.cause)
+
+
+def connection_error(error: TransportError, method: str, url: str) -> exc.APIError:
+    """The ``APIConnectionError`` (or ``APITimeoutError``) for a request that got no answer."""
+    cls = exc.APITimeoutError if error.failure is Failure.TIMEOUT else exc.APIConnectionError
+    result = cls(f"{method} {url}: {error}", method=method, url=url)
+    result.__cause__ = error
+    return result
+
+
+def _failure_cause(error: TransportError) -> str:
+    if error.failure is Failure.TIMEOUT:
+        return f"no answer in time after the request was sent ({error})"
+    if error.failure is Failure.DISCONNECT:
+        return f"the connection broke after the request was sent ({error})"
+    return str(error)
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, parts.netloc.lower()
+
+
+class Requester:
+    """The request layer of one client: budget, transport, decoding, the retry loop.
+
+    The client builds it and opens it (``open``) with its transport and budget; media hosts,
+    providers and downloads send through it. Write a ``MediaHost`` against ``request``.
+
+    Args:
+        base_url: The RelayDance API root (``call`` paths are joined to it).
+        api_key: The RelayDance key, sent only by ``call`` (and to the API's own host).
+        retry: Backoff and attempt limits.
+        user_agent: The ``User-Agent`` of every request.
+        clock: Wall-clock seconds, for ``Retry-After`` dates (injectable).
+        sleep: An async sleep, between attempts (injectable).
+        rand: Uniform random numbers in ``[0, 1)``, for backoff jitter (injectable).
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        retry: RetryPolicy,
+        user_agent: str,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._base_url = base_url
+        self._origin = _origin(base_url)
+        self.retry = retry
+        """The retry policy of every request."""
+        self._clock = clock
+        self._sleep = sleep
+        self._rand = rand
+        self._transport: Transport | None = None
+        self._budget: RequestBudget | None = None
+        self._state = "new"
+        self._user_agent = user_agent
+        # Built once: the poll path reuses these dicts for every request.
+        self._headers: Mapping[str, str] = {
+            "Authorization": f"Bearer {api_key}",
+            "User-Agent": user_agent,
+            "Accept": "application/json",
+        }
+        self._json_headers: Mapping[str, str] = {
+            **self._headers,
+            "Content-Type": "application/json",
+        }
+        self._public_headers: Mapping[str, str] = {"User-Agent": user_agent}
+        self._download_headers: Mapping[str, str] = {
+            "Authorization": self._headers["Authorization"],
+            "User-Agent": user_agent,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Requester base_url={self._base_url!r} state={self._state}>"
+
+    # ---------------------------------------------------------------- state
+
+    @property
+    def base_url(self) -> str:
+        """The RelayDance API root."""
+        return self._base_url
+
+    @property
+    def user_agent(self) -> str:
+        """The ``User-Agent`` every request carries."""
+        return self._user_agent
+
+    @property
+    def budget(self) -> RequestBudget:
+        """The shared request budget (exists once open).
+
+        Raises:
+            ClientStateError: The client is not open.
+        """
+        return self._opened()[1]
+
+    def open(self, transport: Transport, budget: RequestBudget) -> None:
+        """Start sending with ``transport`` through ``budget`` (the client does this)."""
+        self._transport = transport
+        self._budget = budget
+        self._state = "open"
+
+    def close(self) -> None:
+        """Refuse every request from now on (the client closes the transport)."""
+        self._state = "closed"
+        self._transport = None
+        self._budget = None
+
+    def check_open(self) -> None:
+        """Fail now, before any work, unless the client is open.
+
+        Raises:
+            ClientStateError: The client was not opened yet, or was closed.
+        """
+        self._opened()
+
+    def _opened(self) -> tuple[Transport, RequestBudget]:
+        transport, budget = self._transport, self._budget
+        if transport is None or budget is None:
+            when = "before it was opened" if self._state == "new" else "after it was closed"
+            raise exc.ClientStateError(
+                f"AsyncRelayDance used {when}: use 'async with AsyncRelayDance() as client'"
+            )
+        return transport, budget
+
+    def is_api_host(self, url: str) -> bool:
+        """Whether ``url`` is on the RelayDance API's own scheme and host (gets the key)."""
+        return _origin(url) == self._origin
+
+    def download_headers(self, url: str) -> Mapping[str, str]:
+        """Headers for fetching ``url``: the key only for the API's own host."""
+        return self._download_headers if self.is_api_host(url) else self._public_headers
+
+    # ---------------------------------------------------------------- one attempt
+
+    def _report(self, budget: RequestBudget, status: int, headers: Mapping[str, str]) -> None:
+        if status == 429:
+            wait = parse_retry_after(headers, self._clock())
+            budget.on_rate_limited(None if wait is None else min(wait, self.retry.max_retry_after))
+        else:
+            budget.on_success()
+
+    async def send_once(self, request: HTTPRequest) -> tuple[int, Mapping[str, str], bytes]:
+        """One attempt through the budget, no retries: status, headers and the whole body.
+
+        Raises:
+            TransportError: No answer arrived.
+            ClientStateError: The client is not open.
+        """
+        transport, budget = self._opened()
+        async with budget.slot():
+            response = await transport.send(request)
+            body = await response.read()
+        self._report(budget, response.status, response.headers)
+        return response.status, response.headers, body
+
+    async def get_once(self, path: str) -> Any:
+        """One RelayDance ``GET`` of ``path`` through the budget, no retries; the JSON answer.
+
+        The polling scheduler's fetch: it decides by itself when to try again.
+
+        Raises:
+            APIStatusError: An error answer.
+            APIConnectionError: No answer.
+            APIResponseValidationError: The answer was not JSON.
+        """
+        url = self._base_url + path
+        try:
+            status, headers, body = await self.send_once(HTTPRequest("GET", url, self._headers))
+        except TransportError as error:
+            raise connection_error(error, "GET", url) from error
+        if status >= 400:
+            raise decode_error(status, headers, body, now=self._clock(), method="GET", url=url)
+        return decode_json(body, method="GET", url=url)
+
+    @asynccontextmanager
+    async def stream(self, request: HTTPRequest, *, budgeted: bool) -> AsyncIterator[HTTPResponse]:
+        """One attempt whose body is left to the caller (downloads); released on exit.
+
+        Args:
+            request: What to send.
+            budgeted: Hold a budget slot throughout and report the answer to the budget
+                (requests to the API's own host); other hosts are not the API's to limit.
+
+        Raises:
+            TransportError: No answer arrived.
+        """
+        transport, budget = self._opened()
+        if not budgeted:
+            response = await transport.send(request)
+            try:
+                yield response
+            finally:
+                await response.aclose()
+            return
+        async with budget.slot():
+            response = await transport.send(request)
+            try:
+                if response.status >= 400:
+                    self._report(budget, response.status, response.headers)
+                else:
+                    budget.on_success()
+                yield response
+            finally:
+                await response.aclose()
+
+    # ---------------------------------------------------------------- the retry loop
+
+    async def retrying(
+        self,
+        kind: RequestKind,
+        attempt: Callable[[int], Awaitable[_T]],
+        *,
+        what: str,
+        max_attempts: int | None = None,
+        uncertain: UncertainCreate | None = None,
+        give_up: Callable[[BaseException, int], BaseException] | None = None,
+    ) -> _T:
+        """Run ``attempt(n)`` until it returns, retrying as ``kind``'s row of the table allows.
+
+        ``attempt`` raises ``AttemptFailed`` for a failure the table should judge; anything else
+        it raises goes straight through.
+
+        Args:
+            kind: What the request does (its row of the retry table).
+            attempt: One attempt, given its number (from 1).
+            what: The request in words for logs (``"GET /models"``; never a key).
+            max_attempts: Overrides ``retry.max_attempts`` (1 for a body read only once).
+            uncertain: For a create, what ``SubmissionUncertainError`` should carry.
+            give_up: Turns the last failure into the error raised after the last attempt.
+
+        Raises:
+            SubmissionUncertainError: A create ended in doubt (with ``uncertain``).
+            BaseException: The last attempt's error.
+        """
+        policy = self.retry
+        attempts = max_attempts if max_attempts is not None else policy.max_attempts
+        retry_after_statuses = RETRY_TABLE[kind].retry_after
+        number = 0
+        while True:
+            number += 1
+            try:
+                return await attempt(number)
+            except AttemptFailed as failed:
+                trouble = failed
+            decision = decide(kind, status=trouble.status, failure=trouble.failure)
+            error = trouble.error
+            if decision is Decision.UNCERTAIN and uncertain is not None:
+                log.warning(
+                    "submit outcome unknown, not resent (Idempotency-Key %s): %s",
+                    uncertain.key,
+                    trouble.cause,
+                )
+                raise exc.SubmissionUncertainError(
+                    uncertain.request, uncertain.key, trouble.cause
+                ) from error
+            if decision is not Decision.RETRY or number >= attempts:
+                raise give_up(error, number) if give_up is not None else error
+            retry_after = None
+            if trouble.status in retry_after_statuses and trouble.headers is not None:
+                retry_after = parse_retry_after(trouble.headers, self._clock())
+            wait = retry_wait(number, policy, self._rand(), retry_after)
+            if wait is None:
+                raise error
+            log.info(
+                "%s failed (%s); retry %d of %d in %.2f s",
+                what,
+                trouble.cause,
+                number,
+                attempts - 1,
+                wait,
+            )
+            await self._sleep(wait)
+
+    # ---------------------------------------------------------------- the doors
+
+    async def call(
+        self,
+        spec: RequestSpec,
+        *,
+        body: BodyFactory | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_attempts: int | None = None,
+        uncertain: UncertainCreate | None = None,
+        options: CallOptions | None = None,
+    ) -> Any:
+        """Send a RelayDance API call with retries; return the decoded JSON answer.
+
+        Args:
+            spec: What to send.
+            body: Makes a fresh streamed body per attempt (uploads); else ``spec.json`` is sent.
+            headers: Headers for a streamed body (its content type and length).
+            max_attempts: Overrides ``retry.max_attempts`` (1 for a body read only once).
+            uncertain: For a create, what ``SubmissionUncertainError`` should carry.
+            options: Per-call overrides.
+
+        Raises:
+            APIStatusError: An error answer (after the retries allowed).
+            APIConnectionError: No answer (after the retries allowed).
+            APIResponseValidationError: The answer was not JSON.
+            SubmissionUncertainError: A create ended in doubt (with ``uncertain``).
+        """
+        url = self._base_url + spec.path
+        payload_json = spec.json
+        timeout: float | None = None
+        if options is not None:
+            if options.extra_query:
+                sep = "&" if "?" in url else "?"
+                url += sep + urllib.parse.urlencode(dict(options.extra_query))
+            if options.extra_body and isinstance(payload_json, Mapping):
+                payload_json = {**payload_json, **options.extra_body}
+            if options.max_retries is not None:
+                max_attempts = options.max_retries + 1
+            timeout = options.timeout
+        if body is not None:
+            send_headers: Mapping[str, str] = {**self._headers, **(headers or {}), **spec.headers}
+            payload: bytes | None = None
+        elif payload_json is not None:
+            send_headers = (
+                {**self._json_headers, **spec.headers} if spec.headers else self._json_headers
+            )
+            payload = json.dumps(payload_json, separators=(",", ":"), allow_nan=False).encode()
+        else:
+            send_headers = {**self._headers, **spec.headers} if spec.headers else self._headers
+            payload = None
+        if options is not None and options.extra_headers:
+            send_headers = {**send_headers, **options.extra_headers}
+        method = spec.method
+
+        async def attempt(number: int) -> Any:
+            request = HTTPRequest(
+                method,
+                url,
+                send_headers,
+                body() if body is not None else payload,
+                transfer=body is not None,
+                timeout=timeout,
+            )
+            try:
+                status, answer_headers, answer = await self.send_once(request)
+            except TransportError as failure:
+                raise AttemptFailed(
+                    connection_error(failure, method, url),
+                    failure=failure.failure,
+                    cause=_failure_cause(failure),
+                ) from None
+            if status < 400:
+                return decode_json(answer, method=method, url=url)
+            error = decode_error(
+                status, answer_headers, answer, now=self._clock(), method=method, url=url
+            )
+            raise AttemptFailed(
+                error, status=status, headers=answer_headers, cause=f"the server answered {error}"
+            )
+
+        return await self.retrying(
+            spec.kind,
+            attempt,
+            what=f"{method} {spec.path}",
+            max_attempts=max_attempts,
+            uncertain=uncertain,
+        )
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        kind: RequestKind,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        content: bytes | BodyFactory | None = None,
+        max_attempts: int | None = None,
+    ) -> Answer:
+        """Send a request to any host with retries; return its answer read whole.
+
+        The RelayDance key is never added: put the host's own credentials in ``headers``. For
+        the ``PROVIDER_*`` kinds, a JSON answer ``{"code": 4xx/5xx, ...}`` sent as HTTP 200 is
+        an error like the status it names.
+
+        Args:
+            method: ``GET``, ``POST``…
+            url: The absolute URL.
+            kind: What the request does (its row of the retry table).
+            headers: Headers to send (never logged or raised).
+            json_body: A JSON body (sets ``Content-Type``).
+            content: Raw bytes, or a factory making a fresh streamed body per attempt.
+            max_attempts: Overrides ``retry.max_attempts`` (1 for a body read only once).
+
+        Raises:
+            APIStatusError: An error answer (the subclass matches the status).
+            APIConnectionError: No answer arrived (after the retries allowed).
+            APIResponseValidationError: A provider's answer was not JSON.
+        """
+        send_headers = {**self._public_headers, **(headers or {})}
+        payload: bytes | None = content if isinstance(content, bytes) else None
+        factory = None if isinstance(content, bytes) else content
+        if json_body is not None:
+            payload = json.dumps(json_body, separators=(",", ":")).encode()
+            send_headers["Content-Type"] = "application/json"
+        envelope = kind in _PROVIDER_KINDS
+
+        async def attempt(number: int) -> Answer:
+            request = HTTPRequest(
+                method,
+                url,
+                send_headers,
+                factory() if factory is not None else payload,
+                transfer=factory is not None,
+            )
+            try:
+                status, answer_headers, raw = await self.send_once(request)
+            except TransportError as failure:
+                raise AttemptFailed(
+                    connection_error(failure, method, url),
+                    failure=failure.failure,
+                    cause=_failure_cause(failure),
+                ) from None
+            code = status
+            if status < 400 and envelope:
+                code = envelope_status(status, decode_json(raw, method=method, url=url))
+            if code < 400:
+                return Answer(status, answer_headers, raw, url)
+            error = decode_error(
+                code, answer_headers, raw, now=self._clock(), method=method, url=url
+            )
+            raise AttemptFailed(
+                error, status=code, headers=answer_headers, cause=f"the server answered {error}"
+            )
+
+        parts = urllib.parse.urlsplit(url)
+        return await self.retrying(
+            kind, attempt, what=f"{method} {parts.netloc}{parts.path}", max_attempts=max_attempts
+        )
