@@ -6,7 +6,13 @@ from relaydance_async._client.client import AsyncRelayDance
 from relaydance_async._client.hosts import MediaHost, RelayDanceFiles, WaveSpeedHost
 from relaydance_async._client.jobs import VideoJob, as_completed, gather
 from relaydance_async._http.session import Answer, CallOptions, Requester
-from relaydance_async._http.upload import MultipartBody, UploadSource, open_source
+from relaydance_async._http.upload import (
+    MultipartBody,
+    ProgressCallback,
+    UploadSource,
+    UploadSourceLike,
+    open_source,
+)
 from relaydance_async._sansio.polling.policy import PollPolicy
 from relaydance_async._sansio.retry import RequestKind
 from relaydance_async._sansio.settings import Limits, RetryPolicy, Timeout
@@ -137,6 +143,7 @@ __all__ = [
     "PaymentRequiredError",
     "PermissionDeniedError",
     "PollPolicy",
+    "ProgressCallback",
     "Range",
     "RateLimitError",
     "Reference",
@@ -157,6 +164,7 @@ __all__ = [
     "TransportError",
     "UnprocessableEntityError",
     "UploadSource",
+    "UploadSourceLike",
     "UploadedFile",
     "VideoJob",
     "VideoRef",
