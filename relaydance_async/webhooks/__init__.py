@@ -44,8 +44,10 @@ from relaydance_async._sansio.wire import task_from_wire
 from relaydance_async.coordination import CompletionRouter, FetchTask
 from relaydance_async.exceptions import ClientStateError, NotFoundError
 from relaydance_async.models import Task
+from relaydance_async.webhooks import _serve
+from relaydance_async.webhooks._serve import BodyTimeout, Running, ServeLimits, read_within, start
 
-__all__ = ["WebhookReceiver", "WebhookResponse", "WebhookServer"]
+__all__ = ["ServeLimits", "WebhookReceiver", "WebhookResponse", "WebhookServer"]
 
 log = logging.getLogger("relaydance_async.webhooks")
 
@@ -256,6 +258,8 @@ class WebhookReceiver:
             raw = await self._read(body)
         except _TooLarge:
             return WebhookResponse(413, "body too large")
+        except BodyTimeout:
+            return WebhookResponse(408, "body not received in time")
         try:
             task = task_from_wire(json.loads(raw))
         except Exception:
@@ -328,17 +332,35 @@ class WebhookReceiver:
 
     # -- adapters --------------------------------------------------------------------------------
 
-    def aiohttp_handler(self) -> Callable[[Any], Awaitable[Any]]:
+    def aiohttp_handler(
+        self, *, body_timeout: float | None = _serve.BODY_TIMEOUT
+    ) -> Callable[[Any], Awaitable[Any]]:
         """An ``aiohttp.web`` handler: ``app.router.add_post(path, receiver.aiohttp_handler())``.
 
         Register it for any method (``add_route("*", ...)``) to answer others with 405.
+
+        aiohttp's own server has no header-read timeout and no connection cap, so in front of an
+        app serving callbacks from the internet put a proxy that has them (see the README's
+        "Security and limits"), or use ``serve()``. Set the app's
+        ``web.AppRunner(app, keepalive_timeout=15)`` (aiohttp's default is an hour) and keep
+        ``client_max_size`` at its 1 MiB default or below.
+
+        Args:
+            body_timeout: Seconds to receive a callback's whole body (408 after), 30 by default;
+                None for no limit.
         """
         from aiohttp import web
 
-        async def handler(request: web.Request) -> web.Response:
+        if body_timeout is not None and not body_timeout > 0:
+            raise ValueError(f"body_timeout must be > 0 or None, got {body_timeout!r}")
+
+        async def handler(request: web.BaseRequest) -> web.Response:
+            loop = asyncio.get_running_loop()
+            deadline = None if body_timeout is None else loop.time() + body_timeout
+
             async def chunks() -> AsyncIterator[bytes]:
                 while True:
-                    chunk = await request.content.read(65536)
+                    chunk = await read_within(request.content.read(65536), deadline)
                     if not chunk:
                         return
                     yield chunk
@@ -351,17 +373,33 @@ class WebhookReceiver:
                 content_length=request.content_length,
             )
             headers = {"Allow": "POST"} if response.status == 405 else None
-            return web.Response(
+            answer = web.Response(
                 status=response.status,
                 body=response.body,
                 content_type="application/json",
                 headers=headers,
             )
+            if response.status == 408:
+                answer.force_close()  # a body that stalled is not worth lingering for
+            return answer
 
         return handler
 
-    def asgi_app(self) -> ASGIApp:
-        """A bare ASGI application (mount it in Starlette or FastAPI, or serve it with uvicorn)."""
+    def asgi_app(self, *, body_timeout: float | None = _serve.BODY_TIMEOUT) -> ASGIApp:
+        """A bare ASGI application (mount it in Starlette or FastAPI, or serve it with uvicorn).
+
+        The ASGI server owns the connections, so it must bound them: with uvicorn,
+        ``--limit-concurrency`` (connections at most), ``--timeout-keep-alive`` (idle seconds),
+        ``--h11-max-incomplete-event-size`` (header bytes) and ``--no-access-log`` (the URL
+        carries the callback token). uvicorn has no header-read timeout: for callbacks from the
+        internet put a proxy that has one in front (see the README's "Security and limits").
+
+        Args:
+            body_timeout: Seconds to receive a callback's whole body (408 after), 30 by default;
+                None for no limit.
+        """
+        if body_timeout is not None and not body_timeout > 0:
+            raise ValueError(f"body_timeout must be > 0 or None, got {body_timeout!r}")
 
         async def app(
             scope: MutableMapping[str, Any],
@@ -376,11 +414,13 @@ class WebhookReceiver:
             headers = {
                 k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
             }
-            length = headers.get("content-length")
+            length = headers.get("content-length", "")
+            loop = asyncio.get_running_loop()
+            deadline = None if body_timeout is None else loop.time() + body_timeout
 
             async def chunks() -> AsyncIterator[bytes]:
                 while True:
-                    message = await receive()
+                    message = await read_within(receive(), deadline)
                     if message["type"] == "http.disconnect":
                         return
                     yield message.get("body", b"")
@@ -393,7 +433,7 @@ class WebhookReceiver:
                 content_type=headers.get("content-type"),
                 query=query,
                 body=chunks(),
-                content_length=int(length) if length and length.isdigit() else None,
+                content_length=int(length) if length.isascii() and length.isdigit() else None,
             )
             out = [(b"content-type", b"application/json")]
             if response.status == 405:
@@ -403,44 +443,90 @@ class WebhookReceiver:
 
         return app
 
-    async def serve(self, host: str = "127.0.0.1", port: int = 8080) -> WebhookServer:
-        """Serve callbacks on ``host:port`` (any path) with a standalone aiohttp site.
+    async def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        *,
+        header_timeout: float = _serve.HEADER_TIMEOUT,
+        body_timeout: float = _serve.BODY_TIMEOUT,
+        idle_timeout: float = _serve.IDLE_TIMEOUT,
+        max_connections: int = _serve.MAX_CONNECTIONS,
+        max_header_bytes: int = _serve.MAX_HEADER_BYTES,
+    ) -> WebhookServer:
+        """Serve callbacks on ``host:port`` (any path) with a standalone, guarded aiohttp server.
 
-        Sets ``public_url`` to the bound address if it was None. Close the returned server with
-        ``await server.aclose()`` or use it as an async context manager.
+        Every connection is bounded, so stalled or slow clients cannot exhaust the process's
+        file descriptors (which its API client needs too): see the README's "Security and
+        limits". Sets ``public_url`` to the bound address if it was None. Close the returned
+        server with ``await server.aclose()`` or use it as an async context manager.
+
+        Args:
+            host: The address to listen on.
+            port: The port (0: any free one; the URL tells which).
+            header_timeout: Seconds from a connection's start, or its first byte after a pause,
+                to its complete request headers (10). A total: trickling bytes does not extend
+                it. A partial request is answered 408, a silent connection just closed.
+            body_timeout: Seconds to receive the whole body once the headers are in (30; 408).
+            idle_timeout: Seconds a kept-alive connection may wait for its next request (15).
+            max_connections: Open connections at most (256), and at most a quarter of the
+                process's open-file limit. At the cap, a new connection closes the one that has
+                waited longest for a request; a connection being answered is never closed.
+            max_header_bytes: Request line and headers at most (16 KiB; 431 above).
+
+        Raises:
+            ValueError: A limit is not positive (before anything listens).
         """
-        from aiohttp import web
-
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self.aiohttp_handler())
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound = port
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            bound = sockets[0].getsockname()[1]
-        url = f"http://{host}:{bound}/"
+        limits = ServeLimits(
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            idle_timeout=idle_timeout,
+            max_connections=max_connections,
+            max_header_bytes=max_header_bytes,
+        )
+        handler = self.aiohttp_handler(body_timeout=limits.body_timeout)
+        running = await start(handler, host, port, limits)
         if self.public_url is None:
-            self.public_url = url
-        return WebhookServer(url, runner)
+            self.public_url = running.url
+        return WebhookServer(running)
 
 
 class WebhookServer:
-    """A running standalone receiver site (from ``WebhookReceiver.serve``)."""
+    """A running standalone receiver server (from ``WebhookReceiver.serve``)."""
 
-    def __init__(self, url: str, runner: Any) -> None:
-        self.url = url
+    def __init__(self, running: Running) -> None:
+        self.url = running.url
         """The local URL it listens on."""
-        self._runner = runner
+        self._running = running
+
+    @property
+    def max_connections(self) -> int:
+        """The connection cap in force: ``max_connections``, or less under a low file limit."""
+        return self._running.max_connections
+
+    @property
+    def connections(self) -> int:
+        """Connections open now."""
+        return self._running.connections
+
+    @property
+    def answering(self) -> int:
+        """Connections whose callback is being answered now (the cap never closes these)."""
+        return self._running.answering
+
+    @property
+    def counts(self) -> collections.Counter[str]:
+        """Connections closed by a limit, by reason.
+
+        ``header_timeout``, ``idle_timeout``, ``headers_too_large``, ``evicted`` (a newcomer at
+        the cap closed the longest-waiting one), ``refused`` (at the cap, every connection being
+        answered).
+        """
+        return self._running.counts
 
     async def aclose(self) -> None:
-        """Stop serving (idempotent)."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        """Stop serving (idempotent): answers in progress get a few seconds to finish."""
+        await self._running.aclose()
 
     async def __aenter__(self) -> WebhookServer:
         return self
