@@ -281,3 +281,33 @@ async def test_a_callback_before_tracking_still_resolves_the_job(env: Env) -> No
     job = env.scheduler.track(task, webhook=True)
     assert (await asyncio.wait_for(job.wait(), 5)).status is TaskStatus.SUCCEEDED
     assert env.fake.polls["t1"] == 1  # the confirming GET only
+
+
+async def test_an_unbound_token_cannot_claim_a_task_another_token_is_bound_to(
+    trusting: Env,
+) -> None:
+    """A leaked URL of a job never bound (say, an uncertain submit) speaks for no other job."""
+    b = trusting.scheduler.track(trusting.fake.add("b", 0.0, 60.0), webhook=True)
+    trusting.receiver.bind("kb", "b")
+    forged = {**_done("b"), "url": "https://evil.example/x.mp4"}
+    status, body = await trusting.post(trusting.receiver.callback_url("k-leaked"), forged)
+    assert (status, body["detail"]) == (403, "task belongs to another token")
+    assert not b.done()
+    status, _ = await trusting.post(trusting.receiver.callback_url("kb"), _done("b"))
+    assert status == 200
+    assert b.done()
+
+
+async def test_an_early_claim_through_another_token_is_dropped_when_the_job_binds(
+    trusting: Env,
+) -> None:
+    """A claim that beat the submit answer, through a foreign token, never resolves the job."""
+    task = trusting.fake.add("t1", 0.0, 60.0)
+    forged = {**_done("t1"), "url": "https://evil.example/x.mp4"}
+    status, body = await trusting.post(trusting.receiver.callback_url("k-leaked"), forged)
+    assert (status, body["detail"]) == (200, "unknown_job")
+    trusting.receiver.bind("k1", "t1")  # the submit's answer: t1 is k1's
+    job = trusting.scheduler.track(task, webhook=True)
+    status, body = await trusting.post(trusting.receiver.callback_url("k1"), _done("t1"))
+    assert (status, body["detail"]) == (200, "resolved")
+    assert (await asyncio.wait_for(job.wait(), 5)).url == "https://clips.example/x.mp4"

@@ -34,7 +34,8 @@ async def receiver() -> WebhookReceiver:
 
 async def _connect(server: WebhookServer) -> Conn:
     parts = urlsplit(server.url)
-    assert parts.hostname is not None and parts.port is not None
+    assert parts.hostname is not None
+    assert parts.port is not None
     return await asyncio.open_connection(parts.hostname, parts.port)
 
 
@@ -65,7 +66,9 @@ def _request_head(receiver: WebhookReceiver, key: str, length: int) -> bytes:
 
 
 def _done(task_id: str) -> bytes:
-    return json.dumps({"task_id": task_id, "status": "succeeded", "url": "https://c/x.mp4"}).encode()
+    return json.dumps(
+        {"task_id": task_id, "status": "succeeded", "url": "https://c/x.mp4"}
+    ).encode()
 
 
 async def test_a_silent_connection_is_closed_at_the_header_timeout(
@@ -239,7 +242,8 @@ async def test_slowloris_300_stalled_connections_under_ulimit_256() -> None:
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
-    assert child.stdin is not None and child.stdout is not None
+    assert child.stdin is not None
+    assert child.stdout is not None
     stdin, stdout = child.stdin, child.stdout
 
     async def stats() -> dict[str, object]:
@@ -257,7 +261,8 @@ async def test_slowloris_300_stalled_connections_under_ulimit_256() -> None:
         cap = hello["cap"]
         assert cap == 256 // 4
         parts = urlsplit(hello["url"])
-        assert parts.hostname is not None and parts.port is not None
+        assert parts.hostname is not None
+        assert parts.port is not None
 
         async def drip(writer: asyncio.StreamWriter) -> None:
             try:
@@ -282,7 +287,8 @@ async def test_slowloris_300_stalled_connections_under_ulimit_256() -> None:
         with anyio.fail_after(10):
             full = await stats()
         assert full["open"] == cap  # the server is full of stalled connections
-        assert isinstance(full["fds"], int) and full["fds"] <= 256 // 2
+        assert isinstance(full["fds"], int)
+        assert full["fds"] <= 256 // 2
         assert full["spare"] is True
 
         started = time.monotonic()

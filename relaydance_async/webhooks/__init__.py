@@ -144,9 +144,11 @@ class WebhookReceiver:
         self.confirm = confirm
         self.max_body_bytes = max_body_bytes
         self._attached: list[_Attachment] = []
-        self._bound = _Lru(_MEMORY)
+        self._bound = _Lru(_MEMORY)  # nonce -> the task id its token speaks for
+        self._owner = _Lru(_MEMORY)  # task id -> the nonce whose token speaks for it
         self._finished = _Lru(_MEMORY)
-        self._early: collections.OrderedDict[str, Task] = collections.OrderedDict()
+        # Callbacks that came before their job was tracked: task id -> (nonce, claimed task).
+        self._early: collections.OrderedDict[str, tuple[str, Task]] = collections.OrderedDict()
         self._late: set[asyncio.Task[WebhookResponse]] = set()
         self.counts: collections.Counter[str] = collections.Counter()
         """Callbacks by outcome: ``resolved``, ``duplicate``, ``not_final``, ``unknown_job``,
@@ -186,9 +188,15 @@ class WebhookReceiver:
     def bind(self, idempotency_key: str, task_id: str) -> None:
         """Bind a job's token to its task id once known (callbacks for other ids are refused).
 
-        Without it, the first verified callback binds the token to the task id it names.
+        Without it, the first verified callback binds the token to the task id it names, unless
+        another token is already bound to that task. Binding is authoritative: an early callback
+        for ``task_id`` that came through another job's token is dropped.
         """
         self._bound.put(idempotency_key, task_id)
+        self._owner.put(task_id, idempotency_key)
+        early = self._early.get(task_id)
+        if early is not None and early[0] != idempotency_key:
+            del self._early[task_id]
 
     def attach(self, *, router: CompletionRouter, fetch: FetchTask) -> None:
         """Resolve jobs through ``router``, confirming with ``fetch`` (the client does this).
@@ -266,14 +274,20 @@ class WebhookReceiver:
             return WebhookResponse(400, "body is not a JSON task object")
         bound = self._bound.get(nonce)
         if bound is None:
+            # A token not bound yet may claim a task only if no other token speaks for it: else
+            # a leaked callback URL of one job could resolve another job.
+            owner = self._owner.get(task.id)
+            if owner is not None and owner != nonce:
+                return WebhookResponse(403, "task belongs to another token")
             self._bound.put(nonce, task.id)
+            self._owner.put(task.id, nonce)
         elif bound != task.id:
             return WebhookResponse(403, "token belongs to another task")
         if not task.status.is_terminal:
             return WebhookResponse(200, "not_final")
         if task.id in self._finished:
             return WebhookResponse(200, "duplicate")
-        return await self._resolve(task)
+        return await self._resolve(nonce, task)
 
     async def _read(self, body: AsyncIterator[bytes]) -> bytes:
         chunks: list[bytes] = []
@@ -285,13 +299,13 @@ class WebhookReceiver:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _resolve(self, claimed: Task) -> WebhookResponse:
+    async def _resolve(self, nonce: str, claimed: Task) -> WebhookResponse:
         for attachment in list(self._attached):
             if await attachment.router.awaited(claimed.id):
                 return await self._confirm_and_deliver(attachment.router, attachment.fetch, claimed)
         # No job watches it here (yet): a very fast task can call back before its submit's
         # answer was handed to the scheduler. Keep the claim a while; ``track`` picks it up.
-        self._early[claimed.id] = claimed
+        self._early[claimed.id] = (nonce, claimed)
         if len(self._early) > _EARLY_MEMORY:
             self._early.popitem(last=False)
         return WebhookResponse(200, "unknown_job")
@@ -321,9 +335,10 @@ class WebhookReceiver:
 
     def _on_track(self, router: CompletionRouter, fetch: FetchTask, task_id: str) -> None:
         """A job started waiting for ``task_id``: resolve it if its callback came first."""
-        claimed = self._early.pop(task_id, None)
-        if claimed is None:
+        early = self._early.pop(task_id, None)
+        if early is None:
             return
+        claimed = early[1]
         late = asyncio.get_running_loop().create_task(
             self._confirm_and_deliver(router, fetch, claimed)
         )
