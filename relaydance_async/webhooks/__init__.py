@@ -21,7 +21,8 @@ client's completion router (``relaydance_async.coordination``), which resolves t
 are answered 200 and change nothing.
 
 Serve it with ``aiohttp_handler()`` (inside an aiohttp app), ``asgi_app()`` (Starlette, FastAPI
-or any ASGI server), or ``await serve(host, port)`` (a standalone aiohttp site).
+or any ASGI server), or ``await serve(host, port)`` (a standalone server that bounds every
+connection: header, body and idle timeouts, a connection cap).
 """
 
 from __future__ import annotations
