@@ -300,9 +300,8 @@ async def test_asset_jobs_share_the_client_scheduler(
 ) -> None:
     """With a scheduler that drives handles, an asset job sits in the same heap as video jobs."""
     scheduler = client.scheduler
-    if not hasattr(scheduler, "track_handle"):
-        pytest.skip("the scheduler does not drive asset handles yet (fallback in use)")
     job = await assets.create("https://example.com/a.jpg", "Image", "a")
-    assert scheduler.job(job.task_id) is job
+    assert job.key == job.reference
+    assert scheduler.job(job.key) is job
     await job
-    assert scheduler.job(job.task_id) is None
+    assert scheduler.job(job.key) is None

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 import relaydance_async as rd
-from relaydance_async._client.asset_jobs import asset_task
 from relaydance_async._sansio.asset_wire import (
     Asset,
     AssetStatus,
@@ -112,14 +111,11 @@ def test_asset_type_parse() -> None:
 
 
 def test_scheduler_view_of_an_asset() -> None:
-    """The scheduler sees an asset as a task keyed by its asset:// reference."""
-    active = asset_task(Asset(id="a-1", status=AssetStatus.ACTIVE))
-    assert (active.id, active.status, active.url) == (
-        "asset://a-1",
-        TaskStatus.SUCCEEDED,
-        "asset://a-1",
-    )
-    assert asset_task(Asset(id="a-2", status=AssetStatus.PROCESSING)).url is None
+    """The scheduler plans an asset review on the task lifecycle: Active is success."""
+    assert AssetStatus.ACTIVE.task_status is TaskStatus.SUCCEEDED
+    assert AssetStatus.PROCESSING.task_status is TaskStatus.RUNNING
+    assert AssetStatus.FAILED.task_status is TaskStatus.FAILED
+    assert Asset(id="a-1", status=AssetStatus.ACTIVE).reference == "asset://a-1"
 
 
 # envelope requests on a mock transport -------------------------------------------------------

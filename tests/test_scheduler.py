@@ -208,48 +208,40 @@ async def test_a_waiting_job_costs_under_1_5_kb(fake: FakeTasks) -> None:
 
 
 class _Review:
-    """A minimal foreign job handle with its own fetch (like an asset review)."""
+    """A minimal job of another kind that reads itself (like an asset review)."""
 
     def __init__(self, key: str) -> None:
-        self._entry: object = None
         self.key = key
         self.reads = 0
-        self.outcome: object = None
-
-    @property
-    def task_id(self) -> str:
-        return self.key
-
-    @property
-    def task(self) -> Task:
-        return Task(id=self.key, status=TaskStatus.RUNNING)
+        self.lifecycle = TaskStatus.RUNNING
+        self.ended: list[BaseException | None] = []
 
     def done(self) -> bool:
-        return self.outcome is not None
+        return bool(self.ended)
 
-    async def _fetch(self, key: str) -> Task:
+    async def read(self) -> tuple[TaskStatus, float | None]:
         self.reads += 1
-        status = TaskStatus.SUCCEEDED if self.reads >= 3 else TaskStatus.RUNNING
-        return Task(id=key, status=status)
+        self.lifecycle = TaskStatus.SUCCEEDED if self.reads >= 3 else TaskStatus.RUNNING
+        return self.lifecycle, 10.0 * self.reads
 
-    def _update(self, task: Task) -> None:
-        pass
+    def finish(self, error: BaseException | None = None) -> None:
+        self.ended.append(error)
 
-    def _finish(self, outcome: object) -> None:
-        self.outcome = outcome
+    def timeout_error(self, waited: float) -> TaskTimeoutError:
+        return TaskTimeoutError(self.key, waited)
 
 
-async def test_foreign_handles_share_the_heap_with_their_own_fetch(fake: FakeTasks) -> None:
-    """``track_handle`` drives another job type with its own fetch, beside video jobs."""
+async def test_other_jobs_share_the_heap_and_read_themselves(fake: FakeTasks) -> None:
+    """``track_job`` drives another kind of job, reading itself, beside video jobs."""
     scheduler = Scheduler(fake.fetch, FAST)
     try:
-        review = scheduler.track_handle(_Review("asset://a-1"))
+        review = scheduler.track_job(_Review("asset://a-1"))
         video = scheduler.track(fake.add("t1", 0.0, 0.05))
         assert scheduler.job("asset://a-1") is review
         await video
         while not review.done():
             await asyncio.sleep(0.01)
-        assert isinstance(review.outcome, Task)
+        assert review.ended == [None]  # ended with its own final snapshot, once
         assert review.reads == 3
         assert "asset://a-1" not in fake.polls
         assert scheduler.job("asset://a-1") is None

@@ -1,37 +1,25 @@
 """``AssetJob``: the awaitable handle of one asset review, driven by the client's scheduler.
 
-To the polling scheduler an asset job looks like a video job: its snapshot is a ``Task`` whose id
-is the asset's reference (``asset://<id>``, a namespace no task id shares) and whose status is the
-review status mapped (``Processing`` -> running, ``Active`` -> succeeded, ``Failed`` -> failed),
-and it brings its own ``_fetch``. So assets share the scheduler's one heap, one driver, its
-maximum wait and the client's request budget (``Scheduler.track_handle``). The job keeps the
-``Asset`` itself for users.
+An asset job is a ``ScheduledJob`` in its own right: its key is the asset's reference
+(``asset://<id>``, a namespace no task id shares), its lifecycle is the review status mapped
+(``Processing`` -> running, ``Active`` -> succeeded, ``Failed`` -> failed), and it reads itself
+with the asset API. So assets share the scheduler's one heap, one driver, its maximum wait and
+the client's request budget (``Scheduler.track_job``), while the job keeps the ``Asset``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from relaydance_async._client.jobs import _PENDING, JobHandleBase
-from relaydance_async._sansio.asset_wire import ASSET_SCHEME, Asset, AssetStatus
+from relaydance_async._client.jobs import _PENDING, JobHandleBase, JobOwner, Reading
+from relaydance_async._sansio.asset_wire import Asset, AssetStatus
 from relaydance_async.exceptions import AssetFailedError
-from relaydance_async.models import Task
+from relaydance_async.models import TaskStatus
 
 __all__ = ["AssetJob"]
 
 
 FetchAsset = Callable[[str], Awaitable[Asset]]
-
-
-def asset_task(asset: Asset) -> Task:
-    """The scheduler's view of an asset: a ``Task`` keyed by its ``asset://`` reference."""
-    return Task(
-        id=asset.reference,
-        status=asset.status.task_status,
-        url=asset.reference if asset.status is AssetStatus.ACTIVE else None,
-        fail_reason=asset.fail_reason,
-        raw_status=asset.raw_status,
-    )
 
 
 class AssetJob(JobHandleBase[Asset]):
@@ -41,12 +29,17 @@ class AssetJob(JobHandleBase[Asset]):
     raises ``AssetFailedError`` (review ended ``Failed``; it carries the ``Asset``),
     ``TaskTimeoutError`` (the maximum wait ran out), ``NotFoundError`` (unknown asset) or
     ``asyncio.CancelledError`` (``cancel()`` was called). Jobs come from ``client.assets``.
+
+    Args:
+        asset: Its first snapshot.
+        fetch: One read of an asset by id (``AssetClient.retrieve``).
+        owner: The scheduler that will drive it.
     """
 
     __slots__ = ("_asset", "_fetch_asset")
 
-    def __init__(self, asset: Asset, fetch: FetchAsset) -> None:
-        super().__init__(None)  # the asset client sets the scheduler when it tracks the job
+    def __init__(self, asset: Asset, fetch: FetchAsset, owner: JobOwner) -> None:
+        super().__init__(owner)
         self._asset = asset
         self._fetch_asset = fetch
 
@@ -79,38 +72,34 @@ class AssetJob(JobHandleBase[Asset]):
     def _snapshot(self) -> Asset:
         return self._asset
 
-    # -- what the scheduler sees and calls (the VideoJob handle interface) ---------------------
+    # -- what the scheduler calls (``ScheduledJob``) ---------------------------------------------
 
     @property
-    def task_id(self) -> str:
+    def key(self) -> str:
         """The scheduler's key for this job: the asset's ``asset://`` reference."""
-        return self.reference
+        return self._asset.reference
 
     @property
-    def task(self) -> Task:
-        """The scheduler's view of the latest snapshot."""
-        return asset_task(self._asset)
+    def lifecycle(self) -> TaskStatus:
+        """The review status on the task lifecycle the scheduler plans by."""
+        return self._asset.status.task_status
 
-    async def _fetch(self, key: str) -> Task:
-        """One read of the asset (the scheduler's per-job fetch)."""
-        asset = await self._fetch_asset(key[len(ASSET_SCHEME) :])
-        self._asset = asset
-        return asset_task(asset)
+    async def read(self) -> Reading:
+        """Read the asset once and keep it (unless the job has ended meanwhile)."""
+        asset = await self._fetch_asset(self._asset.id)
+        if self._outcome is _PENDING:
+            self._asset = asset
+        return asset.status.task_status, None
 
-    def _update(self, task: Task) -> None:
-        """The scheduler saw a snapshot; ``_fetch`` already kept the ``Asset`` behind it."""
-
-    def _finish(self, outcome: Task | BaseException | Asset) -> None:
-        """End the job (once): an ``Active`` asset, a failed review, or an error."""
+    def finish(self, error: BaseException | None = None) -> None:
+        """End the job (once): the ``Active`` asset, a failed review, or ``error``."""
         if self._outcome is not _PENDING:
             return
-        if isinstance(outcome, Task):
-            outcome = self._asset
-        if isinstance(outcome, Asset):
-            self._asset = outcome
-            final: Asset | BaseException = (
-                outcome if outcome.status is AssetStatus.ACTIVE else AssetFailedError(outcome)
+        if error is None:
+            asset = self._asset
+            outcome: Asset | BaseException = (
+                asset if asset.status is AssetStatus.ACTIVE else AssetFailedError(asset)
             )
         else:
-            final = outcome
-        self._settle_outcome(final)
+            outcome = error
+        self._settle_outcome(outcome)

@@ -254,8 +254,7 @@ class AssetClient:
         )
 
     def _track(self, first: Asset, *, known: bool = True) -> AssetJob:
-        job = AssetJob(first, self.retrieve)
         scheduler = self._client.scheduler
-        job._scheduler = scheduler
-        scheduler.track_handle(job, max_wait=self.max_wait, known=known)
-        return job
+        return scheduler.track_job(
+            AssetJob(first, self.retrieve, scheduler), max_wait=self.max_wait, known=known
+        )

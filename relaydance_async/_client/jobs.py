@@ -1,49 +1,97 @@
-"""VideoJob, the awaitable handle of one video task, and the fan-in helpers.
+"""The jobs the scheduler drives: the protocol it needs, ``VideoJob``, and the fan-in helpers.
 
-``as_completed`` yields jobs as they end; ``gather`` waits for them all.
+``ScheduledJob`` is what the scheduler asks of any job (a video task, an asset review);
+``JobOwner`` is what a job asks of the scheduler driving it. Neither module imports the other's
+classes for it. ``as_completed`` yields jobs as they end; ``gather`` waits for them all.
 
-A job is small on purpose (thousands wait at once): it keeps the latest ``Task`` snapshot and,
-only once somebody awaits it, one future. The scheduler (``_scheduler.py``) feeds it.
+A job is small on purpose (thousands wait at once): it keeps the latest snapshot and, only once
+somebody awaits it, one future.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Generator, Iterable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
+from typing import Any, Generic, Protocol, TypeVar
 
-from relaydance_async.clock import SystemClock
+from relaydance_async.clock import Clock, SystemClock
 from relaydance_async.exceptions import TaskFailedError, TaskTimeoutError
 from relaydance_async.models import Task, TaskStatus
 
-if TYPE_CHECKING:
-    from relaydance_async._client.scheduler import Scheduler
-
-__all__ = ["JobHandleBase", "VideoJob", "as_completed", "gather"]
+__all__ = [
+    "JobHandleBase",
+    "JobOwner",
+    "Reading",
+    "ScheduledJob",
+    "VideoJob",
+    "as_completed",
+    "gather",
+]
 
 _PENDING = object()
 
 
 _T = TypeVar("_T")
 
+Reading = tuple[TaskStatus, float | None]
+"""One read of a job as the scheduler sees it: its lifecycle status and progress hint (%)."""
+
+
+class ScheduledJob(Protocol):
+    """What the polling scheduler needs of a job it drives (``VideoJob``, ``AssetJob``)."""
+
+    @property
+    def key(self) -> str:
+        """The job's key in the scheduler (a task id, or an asset's ``asset://`` reference)."""
+
+    @property
+    def lifecycle(self) -> TaskStatus:
+        """The latest snapshot's status on the task lifecycle the scheduler plans by."""
+
+    def done(self) -> bool:
+        """Whether the job has ended."""
+
+    async def read(self) -> Reading:
+        """Read the job's state from its server once (through the request budget).
+
+        The job keeps the snapshot it read. Raises the API's errors: ``NotFoundError`` and
+        permanent statuses end the job; anything else is retried by a later poll.
+        """
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """End the job: with its latest snapshot (final), or with ``error``. Later calls no-op."""
+
+    def timeout_error(self, waited: float) -> TaskTimeoutError:
+        """The error that ends the job when its maximum wait (``waited`` seconds) runs out."""
+
+
+class JobOwner(Protocol):
+    """What a job needs of the scheduler that drives it."""
+
+    @property
+    def clock(self) -> Clock:
+        """The clock ``wait(timeout=...)`` times out by."""
+
+    def forget(self, job: JobHandleBase[Any]) -> None:
+        """Stop driving ``job`` at once (no further polls); a job it does not drive is ignored."""
+
 
 class JobHandleBase(Generic[_T]):
     """What every awaitable job shares: one outcome, a future made only when awaited, cancel.
 
-    Subclasses (``VideoJob``, ``AssetJob``) say what their snapshot is and how an outcome is
-    reached; the scheduler drives them all alike.
+    Subclasses (``VideoJob``, ``AssetJob``) say what their snapshot is, how it is read and how
+    an outcome is reached (the ``ScheduledJob`` protocol); the scheduler drives them all alike.
     """
 
-    __slots__ = ("_entry", "_future", "_outcome", "_scheduler")
+    __slots__ = ("_future", "_outcome", "_owner")
 
-    def __init__(self, scheduler: Any) -> None:
-        self._scheduler = scheduler
-        self._entry: Any = None
+    def __init__(self, owner: JobOwner | None) -> None:
+        self._owner = owner
         self._outcome: Any = _PENDING
         self._future: asyncio.Future[_T] | None = None
 
     @property
-    def task_id(self) -> str:
+    def key(self) -> str:
         """The scheduler's key for this job."""
         raise NotImplementedError
 
@@ -52,7 +100,11 @@ class JobHandleBase(Generic[_T]):
         raise NotImplementedError
 
     def _describe(self) -> str:
-        return f"task {self.task_id}"
+        return f"task {self.key}"
+
+    def timeout_error(self, waited: float) -> TaskTimeoutError:
+        """A ``TaskTimeoutError`` after ``waited`` seconds, carrying the latest snapshot."""
+        return TaskTimeoutError(self.key, waited, self._snapshot())
 
     def done(self) -> bool:
         """Whether the job has ended (succeeded, failed, timed out, cancelled or closed)."""
@@ -108,7 +160,7 @@ class JobHandleBase(Generic[_T]):
         if timeout is None:
             return await asyncio.shield(fut)
         # The timeout runs on the scheduler's clock (a test's manual clock moves it too).
-        clock = self._scheduler.clock if self._scheduler is not None else SystemClock()
+        clock = self._owner.clock if self._owner is not None else SystemClock()
         expired = asyncio.get_running_loop().create_future()
 
         def expire() -> None:
@@ -123,7 +175,7 @@ class JobHandleBase(Generic[_T]):
             timer.cancel()
         if fut.done():  # ended (perhaps at the very moment the timeout fired)
             return fut.result()
-        raise TaskTimeoutError(self.task_id, timeout, self._snapshot())
+        raise self.timeout_error(timeout)
 
     def cancel(self) -> bool:
         """Stop watching at once: no further polls; awaiting the job raises ``CancelledError``.
@@ -135,18 +187,18 @@ class JobHandleBase(Generic[_T]):
         """
         if self.done():
             return False
-        if self._scheduler is not None:
-            self._scheduler._forget(self)
-        self._finish(asyncio.CancelledError(f"stopped watching {self._describe()}"))
+        if self._owner is not None:
+            self._owner.forget(self)
+        self.finish(asyncio.CancelledError(f"stopped watching {self._describe()}"))
         return True
 
-    def _finish(self, outcome: Any) -> None:
+    def finish(self, error: BaseException | None = None) -> None:
+        """End the job: with its latest snapshot, or with ``error`` (once; later calls no-op)."""
         raise NotImplementedError
 
     def _settle_outcome(self, outcome: Any) -> None:
         """Record the job's final outcome and hand it to whoever awaits."""
         self._outcome = outcome
-        self._entry = None
         if self._future is not None:
             _settle(self._future, outcome)
 
@@ -160,13 +212,21 @@ class VideoJob(JobHandleBase[Task]):
     (the client closed first) or ``asyncio.CancelledError`` (``cancel()`` was called).
 
     Jobs come from ``client.videos.submit`` and ``client.videos.watch``; do not build them.
+
+    Args:
+        owner: The scheduler driving it.
+        task: Its first snapshot (the submit answer, or a placeholder with status ``unknown``).
+        fetch: One GET of a task through the client's request budget.
     """
 
-    __slots__ = ("__weakref__", "_listeners", "_task")
+    __slots__ = ("__weakref__", "_fetch", "_listeners", "_task")
 
-    def __init__(self, scheduler: Scheduler, task: Task) -> None:
-        super().__init__(scheduler)
+    def __init__(
+        self, owner: JobOwner, task: Task, fetch: Callable[[str], Awaitable[Task]]
+    ) -> None:
+        super().__init__(owner)
         self._task = task
+        self._fetch = fetch
         self._listeners: list[asyncio.Queue[Task | None]] | None = None
 
     def __repr__(self) -> str:
@@ -178,6 +238,16 @@ class VideoJob(JobHandleBase[Task]):
     def task_id(self) -> str:
         """The task id."""
         return self._task.id
+
+    @property
+    def key(self) -> str:
+        """The scheduler's key for this job: its task id."""
+        return self._task.id
+
+    @property
+    def lifecycle(self) -> TaskStatus:
+        """The latest status seen (``ScheduledJob``)."""
+        return self._task.status
 
     @property
     def task(self) -> Task:
@@ -218,29 +288,42 @@ class VideoJob(JobHandleBase[Task]):
     def _snapshot(self) -> Task:
         return self._task
 
-    # -- what the scheduler calls ----------------------------------------------------------------
+    # -- what the scheduler calls (``ScheduledJob``) ---------------------------------------------
 
-    def _update(self, task: Task) -> None:
-        """A fresh snapshot: keep it, and tell ``updates()`` iterators if anything changed."""
+    async def read(self) -> Reading:
+        """GET the task once and keep the answer; return its status and progress."""
+        task = await self._fetch(self._task.id)
+        self.update(task)
+        return task.status, task.progress
+
+    def update(self, task: Task) -> None:
+        """A fresh snapshot (a poll's, or a webhook's): keep it, and tell ``updates()``.
+
+        Ignored once the job has ended (a poll answer that crossed a webhook's, say).
+        """
+        if self._outcome is not _PENDING:
+            return
         old = self._task
         self._task = task
         if self._listeners and (task.status is not old.status or task.progress != old.progress):
             for queue in self._listeners:
                 queue.put_nowait(task)
 
-    def _finish(self, outcome: Task | BaseException) -> None:
-        """End the job with its succeeded task or its error (once; later calls are ignored)."""
+    def finish(self, error: BaseException | None = None) -> None:
+        """End the job (once): with its latest task, or with ``error``.
+
+        A latest task that did not succeed ends the job with ``TaskFailedError``.
+        """
         if self._outcome is not _PENDING:
             return
-        if isinstance(outcome, Task):
-            self._update(outcome)
-            if outcome.status is not TaskStatus.SUCCEEDED:
-                outcome_: Task | BaseException = TaskFailedError(outcome)
-            else:
-                outcome_ = outcome
+        if error is None:
+            task = self._task
+            outcome: Task | BaseException = (
+                task if task.status is TaskStatus.SUCCEEDED else TaskFailedError(task)
+            )
         else:
-            outcome_ = outcome
-        self._settle_outcome(outcome_)
+            outcome = error
+        self._settle_outcome(outcome)
         if self._listeners:
             for queue in self._listeners:
                 queue.put_nowait(None)

@@ -1,9 +1,10 @@
 """The asyncio driver of the polling scheduler: one task per client, a bounded pool of polls.
 
-All decisions live in ``_schedule.Schedule`` (pure); this module only sleeps until the earliest
-due poll, sends due polls (at most ``PollPolicy.max_concurrent_polls`` at once, each through the
-client's shared request budget via ``fetch``), and resolves ``VideoJob``s. A waiting job costs an
-entry and a heap item: no task, coroutine or timer of its own.
+All decisions live in ``_sansio.polling.schedule.Schedule`` (pure); this module only sleeps on
+its clock until the earliest due poll, sends due polls (at most
+``PollPolicy.max_concurrent_polls`` at once; each job reads itself through the client's shared
+request budget), and ends jobs. It drives any ``ScheduledJob`` (``VideoJob``, ``AssetJob``). A
+waiting job costs an entry and a heap item: no task, coroutine or timer of its own.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import logging
 import math
 import random
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, TypeVar
 
-from relaydance_async._client.jobs import VideoJob
+from relaydance_async._client.jobs import JobHandleBase, ScheduledJob, VideoJob
 from relaydance_async._sansio.polling.policy import PollPolicy
 from relaydance_async._sansio.polling.schedule import Action, Entry, Phase, Schedule
 from relaydance_async._sansio.polling.timing import TimingModel
@@ -30,47 +31,20 @@ from relaydance_async.exceptions import (
     APIStatusError,
     ClientStateError,
     NotFoundError,
-    TaskTimeoutError,
 )
 from relaydance_async.models import JobKind, Task, TaskStatus
 
-__all__ = ["Fetch", "JobHandle", "Scheduler"]
+__all__ = ["Fetch", "Scheduler"]
 
 _LINGER = 0.002
 """Seconds a pool worker waits for the next due poll instead of exiting (dense schedules)."""
 
 log = logging.getLogger("relaydance_async.scheduler")
 
-_H = TypeVar("_H", bound="JobHandle")
+_J = TypeVar("_J", bound=ScheduledJob)
 
 Fetch = Callable[[str], Awaitable[Task]]
 """One GET of a task through the client's request budget: ``async (task_id) -> Task``."""
-
-
-class JobHandle(Protocol):
-    """What the scheduler needs of a job it drives (``VideoJob``, or e.g. an asset review).
-
-    A handle may also bring its own ``_fetch(key) -> Task``; otherwise the scheduler's is used.
-    """
-
-    _entry: Any
-
-    @property
-    def task_id(self) -> str:
-        """The key the handle is tracked by."""
-
-    @property
-    def task(self) -> Task:
-        """The latest snapshot."""
-
-    def done(self) -> bool:
-        """Whether the handle has ended."""
-
-    def _update(self, task: Task) -> None:
-        """A fresh snapshot from a poll."""
-
-    def _finish(self, outcome: Task | BaseException) -> None:
-        """The end: a final snapshot or an error."""
 
 
 # Answers that no retry will change: the job fails with the error instead of polling on.
@@ -78,11 +52,12 @@ _PERMANENT_STATUS = frozenset({400, 401, 403, 404})
 
 
 class Scheduler:
-    """Drives every ``VideoJob`` of one client from a single background task.
+    """Drives every job of one client (``VideoJob``s, ``AssetJob``s) from one background task.
 
     Args:
-        fetch: One GET of a task, raising ``NotFoundError`` for unknown tasks and other
-            ``APIError``s for trouble (transient ones are retried by polling again later).
+        fetch: One GET of a task (what ``VideoJob``s read themselves with), raising
+            ``NotFoundError`` for unknown tasks and other ``APIError``s for trouble (transient
+            ones are retried by polling again later).
         policy: How polls are spaced; ``PollPolicy()`` if omitted.
         model: A timing model to start from (shared between clients, or warmed); fresh if omitted.
         rng: Random source for jitter.
@@ -123,7 +98,8 @@ class Scheduler:
                 store.record(TimingObservation(kind, "run" if phase == "run" else "queue", seconds))
 
             learned.observer = record
-        self._jobs: dict[str, JobHandle] = {}
+        self._jobs: dict[str, Entry] = {}
+        """The entry of every live job by key (``entry.handle`` is the job)."""
         self._driver: asyncio.Task[None] | None = None
         self._wake: asyncio.Future[None] | None = None
         self._timer: Timer | None = None
@@ -170,8 +146,7 @@ class Scheduler:
         if task.status is TaskStatus.SUCCEEDED and not task.url:
             # An idempotent replay may answer "succeeded" with no clip: read it once instead.
             return self.track_id(task.id, kind=kind, max_wait=max_wait)
-        job = self._track(task, kind=kind, webhook=webhook, max_wait=max_wait, known=True)
-        return cast(VideoJob, job)
+        return self._track_video(task, kind=kind, webhook=webhook, max_wait=max_wait, known=True)
 
     def track_id(
         self, task_id: str, *, kind: JobKind | None = None, max_wait: float | None = None
@@ -184,17 +159,52 @@ class Scheduler:
             max_wait: Its maximum wait from now; ``None`` takes ``policy.max_wait``.
         """
         placeholder = Task(id=task_id, status=TaskStatus.UNKNOWN)
-        job = self._track(placeholder, kind=kind, webhook=False, max_wait=max_wait, known=False)
-        return cast(VideoJob, job)
+        return self._track_video(
+            placeholder, kind=kind, webhook=False, max_wait=max_wait, known=False
+        )
 
-    def job(self, task_id: str) -> JobHandle | None:
-        """The live job watching ``task_id``, if any."""
-        return self._jobs.get(task_id)
+    def track_job(
+        self,
+        job: _J,
+        *,
+        kind: JobKind | None = None,
+        max_wait: float | None = None,
+        known: bool = True,
+    ) -> _J:
+        """Drive another kind of job (e.g. an asset review) from this scheduler.
+
+        The job shares the heap, the driver, the pool and the maximum wait with video jobs,
+        and reads itself (``job.read()``) when polled.
+
+        Args:
+            job: The job; ``job.lifecycle`` is its first status, ``job.key`` its key.
+            kind: What timings to learn it by (None: plain backoff).
+            max_wait: Its maximum wait; ``None`` takes ``policy.max_wait``.
+            known: Whether it was created just now (False: polled at once).
+
+        Raises:
+            ClientStateError: The scheduler is closed.
+        """
+        self._track(job, kind=kind, webhook=False, max_wait=max_wait, known=known)
+        return job
+
+    def job(self, key: str) -> ScheduledJob | None:
+        """The live job with ``key`` (a task id), if any."""
+        entry = self._jobs.get(key)
+        return None if entry is None else entry.handle
 
     def awaits(self, task_id: str) -> bool:
         """Whether a live job waits for ``task_id`` (``CompletionSink``)."""
-        job = self._jobs.get(task_id)
-        return job is not None and not job.done()
+        return task_id in self._jobs
+
+    def forget(self, job: JobHandleBase[Any]) -> None:
+        """Stop driving ``job`` at once (``job.cancel()``): no further polls (``JobOwner``)."""
+        entry = self._jobs.get(job.key)
+        if entry is None or entry.handle is not job:
+            return
+        self._schedule.cancel(entry)
+        del self._jobs[job.key]
+        self._leases.release(job.key)
 
     def deliver(self, task: Task) -> bool:
         """Feed a task snapshot learned elsewhere (a confirmed webhook) to its job.
@@ -202,15 +212,17 @@ class Scheduler:
         Returns:
             Whether it ended a live job (False when no live job watches it or it is not final).
         """
-        job = self._jobs.get(task.id)
-        if job is None or job.done():
+        entry = self._jobs.get(task.id)
+        if entry is None:
             return False
-        entry: Entry = job._entry
-        job._update(task)
+        job = entry.handle
+        if not isinstance(job, VideoJob) or job.done():
+            return False
+        job.update(task)
         if not task.status.is_terminal:
             return False
         self._schedule.resolve(entry, self._now(), task.status)
-        self._end(job, task)
+        self._end(entry, None)
         return True
 
     async def aclose(self) -> None:
@@ -218,9 +230,9 @@ class Scheduler:
         if self._closed:
             return
         self._closed = True
-        for job in list(self._jobs.values()):
-            self._schedule.fail(job._entry)
-            self._end(job, ClientStateError(f"the client closed while task {job.task_id} waited"))
+        for entry in list(self._jobs.values()):
+            self._schedule.fail(entry)
+            self._end(entry, ClientStateError(f"the client closed while {entry.task_id} waited"))
         tasks = [t for t in (self._driver, *self._polls) if t is not None and not t.done()]
         for t in tasks:
             t.cancel()
@@ -234,31 +246,7 @@ class Scheduler:
     def _now(self) -> float:
         return self.clock.now()
 
-    def track_handle(
-        self,
-        handle: _H,
-        *,
-        kind: JobKind | None = None,
-        max_wait: float | None = None,
-        known: bool = True,
-    ) -> _H:
-        """Drive another kind of job handle (e.g. an asset review) from this scheduler.
-
-        The handle shares the heap, the driver, the pool and the maximum wait with video jobs;
-        it is polled with its own ``_fetch`` when it has one.
-
-        Args:
-            handle: The handle; ``handle.task`` is its first snapshot, ``task_id`` its key.
-            kind: What timings to learn it by (None: plain backoff).
-            max_wait: Its maximum wait; ``None`` takes ``policy.max_wait``.
-            known: Whether it was created just now (False: polled at once).
-        """
-        self._track(
-            handle.task, kind=kind, webhook=False, max_wait=max_wait, known=known, handle=handle
-        )
-        return handle
-
-    def _track(
+    def _track_video(
         self,
         task: Task,
         *,
@@ -266,51 +254,57 @@ class Scheduler:
         webhook: bool,
         max_wait: float | None,
         known: bool,
-        handle: JobHandle | None = None,
-    ) -> JobHandle:
+    ) -> VideoJob:
         if self._closed:
             raise ClientStateError("the client is closed")
         existing = self._jobs.get(task.id)
-        if existing is not None and not existing.done() and handle is None:
-            return existing
+        if existing is not None and isinstance(existing.handle, VideoJob):
+            return existing.handle  # watching one task twice gives one job
+        job = VideoJob(self, task, self._fetch)
+        self._track(job, kind=kind, webhook=webhook, max_wait=max_wait, known=known)
+        return job
+
+    def _track(
+        self,
+        job: ScheduledJob,
+        *,
+        kind: JobKind | None,
+        webhook: bool,
+        max_wait: float | None,
+        known: bool,
+    ) -> None:
+        if self._closed:
+            raise ClientStateError("the client is closed")
         loop = asyncio.get_running_loop()
-        job: JobHandle = VideoJob(self, task) if handle is None else handle
+        key = job.key
         entry = self._schedule.add(
-            task.id,
+            key,
             self.clock.now(),
             kind=kind,
-            status=task.status,
+            status=job.lifecycle,
             webhook=webhook,
             max_wait=max_wait,
             known_submit=known,
             handle=job,
         )
         if entry.phase is Phase.DONE:  # already final when tracked
-            job._finish(task)
-            return job
-        job._entry = entry
-        self._jobs[task.id] = job
+            job.finish()
+            return
+        self._jobs[key] = entry
         if self.on_track is not None:
-            self.on_track(task.id)
+            self.on_track(key)
         if self._driver is None:
             self._driver = loop.create_task(self._run(), name="relaydance-scheduler")
         elif entry.due <= (self._schedule.next_due() or math.inf):
             self._wakeup()
-        return job
 
-    def _forget(self, job: JobHandle) -> None:
-        """``job.cancel()``: no further polls for it."""
-        if job._entry is not None:
-            self._schedule.cancel(job._entry)
-        if self._jobs.get(job.task_id) is job:
-            del self._jobs[job.task_id]
-            self._leases.release(job.task_id)
-
-    def _end(self, job: JobHandle, outcome: Task | BaseException) -> None:
-        if self._jobs.get(job.task_id) is job:
-            del self._jobs[job.task_id]
-            self._leases.release(job.task_id)
-        job._finish(outcome)
+    def _end(self, entry: Entry, error: BaseException | None) -> None:
+        """End the job of ``entry``: with its latest snapshot (``error`` None) or ``error``."""
+        key = entry.task_id
+        if self._jobs.get(key) is entry:
+            del self._jobs[key]
+            self._leases.release(key)
+        entry.handle.finish(error)
 
     def _wakeup(self) -> None:
         wake = self._wake
@@ -324,8 +318,8 @@ class Scheduler:
             raise
         except BaseException as exc:  # pragma: no cover - a bug: fail loudly, never hang waiters
             log.exception("the polling scheduler crashed")
-            for job in list(self._jobs.values()):
-                self._end(job, ClientStateError(f"the polling scheduler crashed: {exc!r}"))
+            for entry in list(self._jobs.values()):
+                self._end(entry, ClientStateError(f"the polling scheduler crashed: {exc!r}"))
             raise
 
     async def _drive(self) -> None:
@@ -361,8 +355,8 @@ class Scheduler:
                 self._wake = None
 
     def _expire(self, entry: Entry, now: float) -> None:
-        job: JobHandle = entry.handle
-        self._end(job, TaskTimeoutError(job.task_id, now - entry.added_at, job.task))
+        job: ScheduledJob = entry.handle
+        self._end(entry, job.timeout_error(now - entry.added_at))
 
     async def _poll_while_due(self, entry: Entry) -> None:
         """Poll ``entry``, then whatever else is due, in this one task (a pool worker).
@@ -374,7 +368,7 @@ class Scheduler:
         schedule = self._schedule
         try:
             while True:
-                await self._poll(entry, entry.handle)
+                await self._poll(entry)
                 if self._closed:
                     return
                 while True:
@@ -398,7 +392,8 @@ class Scheduler:
             if due is not None and due < self._timer_due:
                 self._wakeup()
 
-    async def _poll(self, entry: Entry, job: JobHandle) -> None:
+    async def _poll(self, entry: Entry) -> None:
+        job: ScheduledJob = entry.handle
         clock = self.clock
         sent = clock.now()
         if not self._leases.may_poll(entry.task_id):
@@ -406,16 +401,15 @@ class Scheduler:
             self._schedule.defer(entry, sent)
             return
         self.polls_sent += 1
-        fetch: Fetch = getattr(job, "_fetch", None) or self._fetch
         try:
-            task = await fetch(entry.task_id)
+            status, progress = await job.read()
         except asyncio.CancelledError:
             raise
         except (NotFoundError, ClientStateError) as exc:
-            self._fail(entry, job, exc)
+            self._fail(entry, exc)
         except APIStatusError as exc:
             if exc.status_code in _PERMANENT_STATUS:
-                self._fail(entry, job, exc)
+                self._fail(entry, exc)
             else:
                 self._retry_later(entry, exc)
         except Exception as exc:
@@ -425,21 +419,18 @@ class Scheduler:
         else:
             if entry.phase is Phase.IN_FLIGHT:
                 try:
-                    job._update(task)
-                    done = self._schedule.on_task(
-                        entry, clock.now(), task.status, task.progress, sent
-                    )
+                    done = self._schedule.on_task(entry, clock.now(), status, progress, sent)
                 except Exception as exc:  # pragma: no cover - a bug must not hang the job
                     log.exception("could not record the answer for task %s", entry.task_id)
-                    self._fail(entry, job, exc)
+                    self._fail(entry, exc)
                 else:
                     if done:
-                        self._end(job, task)
+                        self._end(entry, None)
 
-    def _fail(self, entry: Entry, job: JobHandle, exc: BaseException) -> None:
+    def _fail(self, entry: Entry, exc: BaseException) -> None:
         if entry.phase is not Phase.DONE:
             self._schedule.fail(entry)
-            self._end(job, exc)
+            self._end(entry, exc)
 
     def _retry_later(self, entry: Entry, exc: BaseException) -> None:
         self.poll_errors += 1
