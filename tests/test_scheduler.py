@@ -1,4 +1,9 @@
-"""The asyncio driver over a fake fetch: pool bound, errors, max wait, close, memory."""
+"""The asyncio driver over a fake fetch: pool bound, errors, max wait, close, memory.
+
+Everything runs on a ``ManualClock``: time moves only when a test moves it (``advance``) or
+awaits through it (``run`` jumps from timer to timer), so no test waits on the wall clock and
+timings are exact.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import pytest
 from relaydance_async._client.scheduler import Scheduler
 from relaydance_async._sansio.polling.policy import PollPolicy
 from relaydance_async._sansio.wire import task_from_wire
+from relaydance_async.clock import ManualClock
 from relaydance_async.exceptions import (
     AuthenticationError,
     ClientStateError,
@@ -28,82 +34,93 @@ FAST = PollPolicy(learn=False, jitter=0.0).scaled(0.005)
 
 
 @pytest.fixture
-async def fake() -> FakeTasks:
-    """A fake task server on the loop's clock."""
-    return FakeTasks()
+def clock() -> ManualClock:
+    """The manual clock the scheduler and the fake server share."""
+    return ManualClock()
 
 
-async def test_polls_in_flight_never_exceed_the_pool(fake: FakeTasks) -> None:
+@pytest.fixture
+async def fake(clock: ManualClock) -> FakeTasks:
+    """A fake task server on the manual clock."""
+    return FakeTasks(clock=clock)
+
+
+async def test_polls_in_flight_never_exceed_the_pool(fake: FakeTasks, clock: ManualClock) -> None:
     """With 500 jobs due at once, at most ``max_concurrent_polls`` polls are out together."""
     fake.latency = 0.01
-    scheduler = Scheduler(fake.fetch, attrs.evolve(FAST, max_concurrent_polls=7))
+    scheduler = Scheduler(fake.fetch, attrs.evolve(FAST, max_concurrent_polls=7), clock=clock)
     try:
         jobs = [scheduler.track(fake.add(f"t{i}", 0.0, 0.05)) for i in range(500)]
-        await asyncio.gather(*(job.wait() for job in jobs))
+        await clock.run(asyncio.gather(*(job.wait() for job in jobs)))
         assert fake.max_in_flight == 7
         assert scheduler.polls_sent == sum(fake.polls.values())
     finally:
         await scheduler.aclose()
 
 
-async def test_transient_errors_never_fail_a_job(fake: FakeTasks) -> None:
+async def test_transient_errors_never_fail_a_job(fake: FakeTasks, clock: ManualClock) -> None:
     """Connection errors are retried later; the job still resolves."""
-    scheduler = Scheduler(fake.fetch, FAST)
+    scheduler = Scheduler(fake.fetch, FAST, clock=clock)
     try:
         job = scheduler.track(fake.add("t1", 0.0, 0.02))
         fake.errors["t1"] = 4
-        assert (await job).status is TaskStatus.SUCCEEDED
+        assert (await clock.run(job.wait())).status is TaskStatus.SUCCEEDED
         assert scheduler.poll_errors == 4
     finally:
         await scheduler.aclose()
 
 
-async def test_unknown_task_fails_with_not_found(fake: FakeTasks) -> None:
+async def test_unknown_task_fails_with_not_found(fake: FakeTasks, clock: ManualClock) -> None:
     """A task the server does not know fails its job with ``NotFoundError``."""
-    scheduler = Scheduler(fake.fetch, FAST)
+    scheduler = Scheduler(fake.fetch, FAST, clock=clock)
     try:
         job = scheduler.track_id("ghost")
         with pytest.raises(NotFoundError):
-            await job
+            await clock.run(job.wait())
     finally:
         await scheduler.aclose()
 
 
-async def test_permanent_status_errors_fail_the_job() -> None:
+async def test_permanent_status_errors_fail_the_job(clock: ManualClock) -> None:
     """A revoked key (401) ends the job instead of polling until the maximum wait."""
 
     async def fetch(task_id: str) -> Task:
         raise AuthenticationError("bad key", status_code=401)
 
-    scheduler = Scheduler(fetch, FAST)
+    scheduler = Scheduler(fetch, FAST, clock=clock)
     try:
         with pytest.raises(AuthenticationError):
-            await scheduler.track_id("t1")
+            await clock.run(scheduler.track_id("t1").wait())
     finally:
         await scheduler.aclose()
 
 
-async def test_max_wait_fails_the_job_with_a_timeout(fake: FakeTasks) -> None:
+async def test_max_wait_fails_the_job_with_a_timeout(fake: FakeTasks, clock: ManualClock) -> None:
     """A job that outlives its maximum wait raises ``TaskTimeoutError`` and is not polled on."""
-    scheduler = Scheduler(fake.fetch, FAST)
+    scheduler = Scheduler(fake.fetch, FAST, clock=clock)
     try:
         job = scheduler.track(fake.add("t1", 0.0, 60.0), max_wait=0.1)
         with pytest.raises(TaskTimeoutError) as info:
-            await job
+            await clock.run(job.wait())
         assert info.value.task_id == "t1"
-        assert info.value.waited == pytest.approx(0.1, abs=0.05)
+        assert info.value.waited == pytest.approx(0.1)
+        assert clock.now() == pytest.approx(0.1)
         polls = fake.polls["t1"]
-        await asyncio.sleep(0.1)
+        assert polls > 0
+        await clock.advance(10.0)
         assert fake.polls["t1"] == polls
     finally:
         await scheduler.aclose()
 
 
-async def test_aclose_fails_waiting_jobs_and_refuses_new_ones(fake: FakeTasks) -> None:
+async def test_aclose_fails_waiting_jobs_and_refuses_new_ones(
+    fake: FakeTasks, clock: ManualClock
+) -> None:
     """Closing fails every waiting job with ``ClientStateError`` and stops the driver."""
-    scheduler = Scheduler(fake.fetch, FAST)
+    scheduler = Scheduler(fake.fetch, FAST, clock=clock)
     jobs = [scheduler.track(fake.add(f"t{i}", 10.0, 10.0)) for i in range(20)]
-    await asyncio.sleep(0.02)
+    await clock.advance(0.1)
+    assert sum(fake.polls.values()) > 0
     await scheduler.aclose()
     await scheduler.aclose()  # idempotent
     for job in jobs:
@@ -112,13 +129,13 @@ async def test_aclose_fails_waiting_jobs_and_refuses_new_ones(fake: FakeTasks) -
     with pytest.raises(ClientStateError):
         scheduler.track(Task(id="late", status=TaskStatus.SUBMITTED))
     polls = sum(fake.polls.values())
-    await asyncio.sleep(0.05)
+    await clock.advance(10.0)
     assert sum(fake.polls.values()) == polls
 
 
-async def test_final_submit_answer_resolves_at_once(fake: FakeTasks) -> None:
+async def test_final_submit_answer_resolves_at_once(fake: FakeTasks, clock: ManualClock) -> None:
     """Tracking a task that is already final (with its clip) needs no poll."""
-    scheduler = Scheduler(fake.fetch, FAST)
+    scheduler = Scheduler(fake.fetch, FAST, clock=clock)
     try:
         job = scheduler.track(Task(id="t1", status=TaskStatus.SUCCEEDED, url="https://c/t1.mp4"))
         assert job.done()
@@ -128,23 +145,28 @@ async def test_final_submit_answer_resolves_at_once(fake: FakeTasks) -> None:
         await scheduler.aclose()
 
 
-async def test_track_id_polls_at_once_and_shares_the_job(fake: FakeTasks) -> None:
+async def test_track_id_polls_at_once_and_shares_the_job(
+    fake: FakeTasks, clock: ManualClock
+) -> None:
     """``track_id`` polls immediately; watching the same task twice gives the same job."""
-    scheduler = Scheduler(fake.fetch, PollPolicy(learn=False))
+    scheduler = Scheduler(fake.fetch, PollPolicy(learn=False), clock=clock)
     try:
         fake.add("t1", 0.0, 0.0)
         job = scheduler.track_id("t1")
         assert job.status is TaskStatus.UNKNOWN
         assert scheduler.track_id("t1") is job
-        assert (await asyncio.wait_for(job.wait(), 5)).status is TaskStatus.SUCCEEDED
+        assert (await clock.run(job.wait())).status is TaskStatus.SUCCEEDED
+        assert clock.now() == 0.0  # polled at once, not after a first-poll delay
         assert fake.polls["t1"] == 1
     finally:
         await scheduler.aclose()
 
 
-async def test_deliver_resolves_a_webhook_job_without_polls(fake: FakeTasks) -> None:
+async def test_deliver_resolves_a_webhook_job_without_polls(
+    fake: FakeTasks, clock: ManualClock
+) -> None:
     """A delivered final snapshot resolves the job once; the safety net never polls it."""
-    scheduler = Scheduler(fake.fetch, PollPolicy())
+    scheduler = Scheduler(fake.fetch, PollPolicy(), clock=clock)
     try:
         job = scheduler.track(fake.add("t1", 0.0, 0.0), webhook=True)
         done = Task(id="t1", status=TaskStatus.SUCCEEDED, url="https://x/y.mp4")
@@ -159,11 +181,13 @@ async def test_deliver_resolves_a_webhook_job_without_polls(fake: FakeTasks) -> 
         await scheduler.aclose()
 
 
-async def test_learned_timing_cuts_polls_on_repeated_kinds(fake: FakeTasks) -> None:
+async def test_learned_timing_cuts_polls_on_repeated_kinds(
+    fake: FakeTasks, clock: ManualClock
+) -> None:
     """After a first wave of one kind, a second wave needs fewer polls per job."""
     kind = JobKind("m", "720p", 5)
     policy = PollPolicy(jitter=0.0, min_samples=5, max_jump=None).scaled(0.01)
-    scheduler = Scheduler(fake.fetch, policy)
+    scheduler = Scheduler(fake.fetch, policy, clock=clock)
     try:
 
         async def wave(prefix: str) -> float:
@@ -171,7 +195,7 @@ async def test_learned_timing_cuts_polls_on_repeated_kinds(fake: FakeTasks) -> N
                 scheduler.track(fake.add(f"{prefix}{i}", 0.05, 0.6 + 0.01 * i), kind=kind)
                 for i in range(20)
             ]
-            await asyncio.gather(*(job.wait() for job in jobs))
+            await clock.run(asyncio.gather(*(job.wait() for job in jobs)))
             return sum(fake.polls[j.task_id] for j in jobs) / len(jobs)
 
         cold = await wave("a")
@@ -182,9 +206,9 @@ async def test_learned_timing_cuts_polls_on_repeated_kinds(fake: FakeTasks) -> N
         await scheduler.aclose()
 
 
-async def test_a_waiting_job_costs_under_1_5_kb(fake: FakeTasks) -> None:
+async def test_a_waiting_job_costs_under_1_5_kb(fake: FakeTasks, clock: ManualClock) -> None:
     """10,000 waiting jobs (submit answer, job, entry, heap item, index) take < 1.5 KB each."""
-    scheduler = Scheduler(fake.fetch, PollPolicy())
+    scheduler = Scheduler(fake.fetch, PollPolicy(), clock=clock)
     kind = JobKind("m", "720p", 5)
     try:
         gc.collect()
@@ -231,16 +255,18 @@ class _Review:
         return TaskTimeoutError(self.key, waited)
 
 
-async def test_other_jobs_share_the_heap_and_read_themselves(fake: FakeTasks) -> None:
+async def test_other_jobs_share_the_heap_and_read_themselves(
+    fake: FakeTasks, clock: ManualClock
+) -> None:
     """``track_job`` drives another kind of job, reading itself, beside video jobs."""
-    scheduler = Scheduler(fake.fetch, FAST)
+    scheduler = Scheduler(fake.fetch, FAST, clock=clock)
     try:
         review = scheduler.track_job(_Review("asset://a-1"))
         video = scheduler.track(fake.add("t1", 0.0, 0.05))
         assert scheduler.job("asset://a-1") is review
-        await video
+        await clock.run(video.wait())
         while not review.done():
-            await asyncio.sleep(0.01)
+            await clock.advance(0.01)
         assert review.ended == [None]  # ended with its own final snapshot, once
         assert review.reads == 3
         assert "asset://a-1" not in fake.polls
@@ -249,7 +275,7 @@ async def test_other_jobs_share_the_heap_and_read_themselves(fake: FakeTasks) ->
         await scheduler.aclose()
 
 
-async def test_a_succeeded_submit_answer_without_a_clip_is_read_once() -> None:
+async def test_a_succeeded_submit_answer_without_a_clip_is_read_once(clock: ManualClock) -> None:
     """An idempotent replay answering 'succeeded' with no URL resolves only after one GET."""
     calls: list[str] = []
 
@@ -257,10 +283,10 @@ async def test_a_succeeded_submit_answer_without_a_clip_is_read_once() -> None:
         calls.append(task_id)
         return Task(id=task_id, status=TaskStatus.SUCCEEDED, url="https://clips.example/t.mp4")
 
-    scheduler = Scheduler(fetch, FAST)
+    scheduler = Scheduler(fetch, FAST, clock=clock)
     try:
         job = scheduler.track(Task(id="t1", status=TaskStatus.SUCCEEDED))
-        task = await job.wait(timeout=5)
+        task = await clock.run(job.wait(timeout=5))
         assert calls == ["t1"]
         assert task.url == "https://clips.example/t.mp4"
     finally:
