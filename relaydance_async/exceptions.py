@@ -162,7 +162,11 @@ class APIStatusError(APIError):
     def __str__(self) -> str:
         rid = f" (request id {self.request_id})" if self.request_id else ""
         kind = f" [{self.type}]" if self.type else ""
-        return f"{self.status_code}{kind}: {self.message}{rid}"
+        tried = ""
+        if self.status_code == 404 and self.url:
+            # "Unknown path" alone does not show a base URL missing its /v1: name the URL.
+            tried = f" [{self.method or 'request'} {self.url.split('?', 1)[0]}]"
+        return f"{self.status_code}{kind}: {self.message}{tried}{rid}"
 
 
 class BadRequestError(APIStatusError):
@@ -326,7 +330,15 @@ class TransportError(RelayDanceError):
 
 
 class JournalError(RelayDanceError, RuntimeError):
-    """A batch journal cannot be used: another process holds it, or it is from a newer version."""
+    """A batch journal cannot be used: another process holds it, or it is from a newer version.
+
+    Attributes:
+        kind: ``"in_use"``, ``"server"`` (it holds tasks of another server), or ``"other"``.
+    """
+
+    def __init__(self, message: str, *, kind: str = "other") -> None:
+        self.kind = kind
+        super().__init__(message)
 
 
 @attrs.frozen

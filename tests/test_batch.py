@@ -12,6 +12,7 @@ import pytest
 
 from relaydance_async._client.client import AsyncRelayDance
 from relaydance_async._sansio.polling.policy import PollPolicy
+from relaydance_async._sansio.settings import RetryPolicy
 from relaydance_async.batch import (
     BatchStatus,
     ItemRecord,
@@ -275,7 +276,26 @@ async def test_journal_is_bound_to_its_server(emu: Emulator, tmp_path: Path) -> 
     async with _client(emu) as client:
         await run_batch(client, _jobs(1), journal=journal).wait()
     async with Emulator(_config()) as other, _client(other) as client:
-        with pytest.raises(JournalError, match="holds tasks of"):
+        with pytest.raises(JournalError, match=r"holds 1 task\(s\) of .*use a new journal") as info:
             run_batch(client, _jobs(1), journal=journal)
+        assert info.value.kind == "server"
         assert other.counters.requests_total == 0
     assert emu.api_key.encode() not in journal.read_bytes()
+
+
+async def test_journal_without_tasks_follows_the_next_server(emu: Emulator, tmp_path: Path) -> None:
+    """A run that created no task (a base-URL typo) binds nothing: the corrected run proceeds."""
+    journal = tmp_path / "j.sqlite"
+    typo = AsyncRelayDance(
+        api_key=emu.api_key,
+        base_url="http://127.0.0.1:1/v1",
+        retry=RetryPolicy(max_attempts=1),
+        poll=PollPolicy.fixed(0.02),
+    )
+    async with typo:
+        summary = await run_batch(typo, _jobs(2), journal=journal).wait()
+    assert (summary.failed, summary.submitted) == (2, 0)  # nothing reached a server
+    async with _client(emu) as client:
+        summary = await run_batch(client, _jobs(2), journal=journal).wait()
+    assert (summary.succeeded, summary.submitted, summary.resumed) == (2, 2, 0)
+    assert emu.counters.tasks_created == 2

@@ -169,16 +169,31 @@ async def test_http_error_raises_its_class_and_leaves_nothing(tmp_path: Path) ->
 
 @pytest.mark.anyio
 async def test_bad_targets_are_refused_before_io(tmp_path: Path) -> None:
-    """A task with no clip, a non-http URL and a missing folder are refused with no request."""
+    """A task with no clip, a non-http URL and an unwritable folder are refused with no request."""
     client, transport = client_for(ranged())
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"x")
     async with client:
         with pytest.raises(rd.RequestValidationError, match="no clip URL"):
             await client.download(rd.Task(id="t", status=rd.TaskStatus.FAILED), tmp_path)
         with pytest.raises(rd.RequestValidationError, match="url"):
             await client.download("file:///etc/passwd", tmp_path)
-        with pytest.raises(rd.RequestValidationError, match="directory does not exist"):
-            await client.download(OWN, tmp_path / "nope" / "c.mp4")
+        # A folder that cannot be made (a file is in the way; root ignores read-only modes).
+        with pytest.raises(rd.DownloadError, match=r"cannot write .*a-file/clips/c\.mp4"):
+            await client.download(OWN, blocker / "clips" / "c.mp4")
     assert transport.requests == []
+    assert blocker.read_bytes() == b"x"
+
+
+@pytest.mark.anyio
+async def test_missing_folders_are_created(tmp_path: Path) -> None:
+    """A fresh ``clips/`` (and deeper) is created, as the Quickstart expects."""
+    client, _ = client_for(ranged())
+    async with client:
+        path = await client.download(OWN, f"{tmp_path}/new/deeper/")
+    assert path.parent == tmp_path / "new" / "deeper"
+    assert path.read_bytes() == CLIP
+    assert leftovers(tmp_path / "new" / "deeper") == ["task_1.mp4"]
 
 
 @pytest.mark.anyio

@@ -20,6 +20,8 @@ from relaydance_async._cli.common import (
     EXIT_USAGE,
     Output,
     UsageError,
+    check_keys,
+    ensure_writable,
     error,
     open_client,
     redacted_command,
@@ -86,7 +88,39 @@ def _main(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except OSError as exc:
         raise UsageError(f"cannot read {args.jobs}: {exc.strerror or exc}") from None
+    refs = [ref for item in items for ref in item.refs]
+    check_keys(
+        args,
+        wavespeed=any(ref.host == "wavespeed" for ref in refs),
+        assets=any(ref.review for ref in refs),
+    )
+    # Before anything is uploaded or paid for: the clips and the journal need a writable home.
+    if not args.no_download:
+        ensure_writable(args.out_dir, "clips", "-o/--out-dir")
+    journal = _journal_path(args)
+    ensure_writable(journal.parent, "the journal", "--journal (or -o/--out-dir)")
     return asyncio.run(_run(args, items))
+
+
+def _journal_path(args: argparse.Namespace) -> Path:
+    # The embedded emulator is a different server from the real one: separate journals, so
+    # that a trial run never makes the real run skip its items.
+    path: Path = args.journal or args.out_dir / (
+        EMULATOR_JOURNAL_NAME if args.emulator else JOURNAL_NAME
+    )
+    return path
+
+
+def _journal_hint(exc: JournalError) -> str:
+    """The journal's refusal, with how to proceed in command-line terms."""
+    if exc.kind == "server":
+        return (
+            f"{exc}.\nTo resume them, rerun with the --base-url they belong to; to start afresh "
+            "on this server, pass --journal NEW.sqlite (or another -o folder)."
+        )
+    if exc.kind == "in_use":
+        return f"{exc} (--journal PATH)."
+    return str(exc)
 
 
 def _human(result: BatchResult) -> str:
@@ -155,11 +189,7 @@ async def _show(args: argparse.Namespace, out: Output, batch: BatchRun, stream: 
 
 async def _run(args: argparse.Namespace, items: list[BatchItem]) -> int:
     out = Output(args.json)
-    # The embedded emulator is a different server from the real one: separate journals, so
-    # that a trial run never makes the real run skip its items.
-    journal = args.journal or args.out_dir / (
-        EMULATOR_JOURNAL_NAME if args.emulator else JOURNAL_NAME
-    )
+    journal = _journal_path(args)
     received: list[int] = []
     async with open_client(args) as client:
         try:
@@ -176,8 +206,11 @@ async def _run(args: argparse.Namespace, items: list[BatchItem]) -> int:
             # The embedded emulator forgets its tasks when the command ends: what an earlier
             # run left running is submitted afresh (it costs nothing).
             batch.resubmit_lost_tasks = args.emulator
-        except (JobFileError, JournalError) as exc:
+        except JobFileError as exc:
             error(str(exc))
+            return EXIT_USAGE
+        except JournalError as exc:
+            error(_journal_hint(exc))
             return EXIT_USAGE
         display_stream = sys.stderr if args.json else sys.stdout
         try:
@@ -198,10 +231,23 @@ async def _run(args: argparse.Namespace, items: list[BatchItem]) -> int:
             "idempotency keys (safe where the server honours them)."
         )
     if received or summary.stopped:
+        finished = f"{summary.total - summary.unfinished} of {summary.total} items finished"
+        if args.emulator:
+            # The embedded emulator ended with the command: nothing keeps running anywhere.
+            where = (
+                "the embedded emulator stopped with this command, so its unfinished tasks are "
+                "gone; a rerun submits them afresh (it costs nothing)"
+            )
+        else:
+            where = "submitted tasks keep running server-side and a rerun watches them"
         error(
-            f"stopped: {summary.total - summary.unfinished} of {summary.total} items finished; "
-            "submitted tasks keep running server-side. The journal is saved in "
-            f"{journal}. Resume with:\n  {redacted_command(args.argv)}"
+            f"stopped: {finished}; {where}. The journal is saved in {journal}. "
+            f"Resume with:\n  {redacted_command(args.argv)}"
         )
         return EXIT_INTERRUPTED
+    if summary.failed and not args.retry_failed:
+        error(
+            f"{summary.failed} item(s) failed; a rerun skips them. To submit them again:\n"
+            f"  {redacted_command(args.argv, ['--retry-failed'])}"
+        )
     return EXIT_OK if summary.ok else EXIT_FAILED

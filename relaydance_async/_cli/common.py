@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shlex
 import sys
-from collections.abc import AsyncIterator, Sequence
+import tempfile
+from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from relaydance_async.exceptions import RelayDanceError
@@ -19,7 +22,10 @@ __all__ = [
     "EXIT_USAGE",
     "Output",
     "UsageError",
+    "Parser",
     "add_global_options",
+    "check_keys",
+    "ensure_writable",
     "open_client",
     "redacted_command",
 ]
@@ -39,6 +45,85 @@ EMULATOR_SPEED = 60.0
 
 class UsageError(Exception):
     """Bad arguments or input: reported on stderr, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse`` without option abbreviations.
+
+    With abbreviations, ``--api KEY`` would be taken for ``--api-key KEY`` and then escape the
+    redaction of "resume with" hints; every option must be spelled out.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+
+#: Every key option: (option, attribute, environment variable, what it is for).
+KEY_OPTIONS = (
+    ("--api-key", "api_key", "RELAYDANCE_API_KEY", "RelayDance API key"),
+    ("--wavespeed-api-key", "wavespeed_api_key", "WAVESPEED_API_KEY", "WaveSpeed media-host key"),
+    ("--asset-api-key", "asset_api_key", "SEEDANCE_ASSET_API_KEY", "Seedance asset-review key"),
+)
+
+_SECRETS: set[str] = set()
+"""Key values seen on this command line or in its environment: never printed."""
+
+
+def remember_secrets(args: argparse.Namespace) -> None:
+    """Note every key the command may use, so that :func:`error` never prints one."""
+    for _, attr, env, _ in KEY_OPTIONS:
+        for value in (getattr(args, attr, None), os.environ.get(env)):
+            if value and len(value) >= 4:
+                _SECRETS.add(value)
+
+
+def scrub(text: str) -> str:
+    """``text`` with every known key replaced by ``***``."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def ensure_writable(folder: Path, what: str, option: str) -> None:
+    """Create ``folder`` if needed and prove a file can be written there: before paid work.
+
+    Raises:
+        UsageError: The folder cannot be created, or a file cannot be written in it.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(
+            f"cannot write {what} in {str(folder)!r}: it is a file, not a folder; nothing was "
+            f"sent. Choose another folder with {option}"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=".relaydance-check-", dir=folder)
+        os.close(handle)
+        os.unlink(name)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write {what} in {str(folder)!r}: {exc.strerror or exc}; nothing was sent. "
+            f"Choose another folder with {option}"
+        ) from None
+
+
+def check_keys(args: argparse.Namespace, *, wavespeed: bool = False, assets: bool = False) -> None:
+    """Refuse to start when a key the work needs is missing (``--emulator`` needs none).
+
+    Raises:
+        UsageError: A needed key is neither given as an option nor set in the environment.
+    """
+    if getattr(args, "emulator", False):
+        return
+    wanted = {"wavespeed_api_key": wavespeed, "asset_api_key": assets}
+    for option, attr, env, what in KEY_OPTIONS:
+        if not wanted.get(attr, True):
+            continue
+        if not (getattr(args, attr, None) or os.environ.get(env)):
+            raise UsageError(
+                f"no {what}: pass {option} KEY or set {env} (or try it with --emulator)"
+            )
 
 
 def add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -72,12 +157,14 @@ def add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> No
         default=default(0.0),
         help="share of embedded-emulator tasks that fail (default 0)",
     )
-    group.add_argument(
-        "--api-key",
-        metavar="KEY",
-        default=default(None),
-        help="API key (default: $RELAYDANCE_API_KEY)",
-    )
+    for option, attr, env, what in KEY_OPTIONS:
+        group.add_argument(
+            option,
+            dest=attr,
+            metavar="KEY",
+            default=default(None),
+            help=f"{what} (default: ${env}; never printed)",
+        )
     group.add_argument(
         "--base-url",
         metavar="URL",
@@ -131,17 +218,38 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[Any]:
         emulator = await _embedded_emulator(stack, args) if args.emulator else None
         key = emulator.api_key if emulator is not None else args.api_key
         base = emulator.url if emulator is not None else args.base_url
+        if not key and not os.environ.get("RELAYDANCE_API_KEY"):
+            raise UsageError(
+                "no RelayDance API key: pass --api-key KEY or set RELAYDANCE_API_KEY "
+                "(or try it with --emulator)"
+            )
         try:
             client = AsyncRelayDance(api_key=key, base_url=base, poll=poll)
         except RelayDanceError as exc:
-            raise UsageError(f"{exc} (or pass --api-key, or use --emulator)") from None
+            raise UsageError(f"{exc} (check --api-key and --base-url)") from None
         opened = await stack.enter_async_context(client)
         if emulator is not None:
             # The embedded emulator also plays the WaveSpeed host and the asset reviewer.
             from relaydance_async.testing._assets import connect_media
 
             connect_media(opened, emulator.state)
+        else:
+            _install_keys(opened, args)
         yield opened
+
+
+def _install_keys(client: Any, args: argparse.Namespace) -> None:
+    """Give the client the WaveSpeed host and asset reviewer for keys passed as options."""
+    wavespeed = getattr(args, "wavespeed_api_key", None)
+    if wavespeed:
+        from relaydance_async._client.hosts import WaveSpeedHost
+
+        client.media_hosts["wavespeed"] = WaveSpeedHost(api_key=wavespeed)
+    assets = getattr(args, "asset_api_key", None)
+    if assets:
+        from relaydance_async.assets import AssetClient
+
+        client.assets = AssetClient(client, api_key=assets)
 
 
 class Output:
@@ -159,19 +267,23 @@ class Output:
 
 
 def error(message: str) -> None:
-    """Report a problem on stderr."""
-    sys.stderr.write(f"relaydance: {message}\n")
+    """Report a problem on stderr (known keys scrubbed, whatever wrote the text)."""
+    sys.stderr.write(f"relaydance: {scrub(message)}\n")
     sys.stderr.flush()
 
 
-_SECRET_OPTIONS = ("--api-key",)
+_SECRET_OPTIONS = tuple(option for option, *_ in KEY_OPTIONS)
 
 
-def redacted_command(argv: Sequence[str]) -> str:
-    """The command line as typed, for a "resume with" hint, without the API key."""
+def redacted_command(argv: Sequence[str], extra: Iterable[str] = ()) -> str:
+    """The command line as typed, for a "resume with" hint, without any key.
+
+    Key options are dropped with their values (the environment or a new option supplies them
+    again), and so is any argument equal to a known key, however it was passed.
+    """
     out: list[str] = ["relaydance"]
     skip = False
-    for arg in argv:
+    for arg in [*argv, *extra]:
         if skip:
             skip = False
             continue
@@ -181,4 +293,4 @@ def redacted_command(argv: Sequence[str]) -> str:
         if any(arg.startswith(opt + "=") for opt in _SECRET_OPTIONS):
             continue
         out.append(arg)
-    return shlex.join(out)
+    return scrub(shlex.join(out))

@@ -12,6 +12,7 @@ from relaydance_async._cli.common import (
     EXIT_OK,
     Output,
     UsageError,
+    check_keys,
     error,
     open_client,
 )
@@ -36,6 +37,7 @@ async def _run(args: argparse.Namespace) -> int:
     missing = [str(p) for p in args.files if not p.is_file()]
     if missing:
         raise UsageError(f"no such file: {', '.join(missing)}")
+    check_keys(args, wavespeed=args.host == "wavespeed")
     out = Output(args.json)
     status = EXIT_OK
     async with open_client(args) as client:

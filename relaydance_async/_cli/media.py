@@ -22,6 +22,7 @@ from relaydance_async._cli.common import (
     EXIT_OK,
     Output,
     UsageError,
+    check_keys,
     error,
     open_client,
 )
@@ -56,7 +57,7 @@ def register(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     get = actions.add_parser("get", parents=parents, help="print an asset's review status")
     get.add_argument("asset_id", metavar="ASSET_ID")
     get.add_argument("--wait", action="store_true", help="wait until the review is over")
-    get.set_defaults(handler=lambda args: asyncio.run(_get(args)))
+    get.set_defaults(handler=_get_command)
 
 
 @contextlib.asynccontextmanager
@@ -114,6 +115,7 @@ def _create_command(args: argparse.Namespace) -> int:
         raise UsageError(f"no such file: {args.source}")
     if is_url and args.asset_type is None:
         raise UsageError("a URL needs --type image|video|audio")
+    check_keys(args, assets=True, wavespeed=args.host == "wavespeed")
     return asyncio.run(_create(args, is_url))
 
 
@@ -135,6 +137,11 @@ async def _create(args: argparse.Namespace, is_url: bool) -> int:
             raise UsageError(str(exc)) from None
         error(str(exc))
         return EXIT_FAILED
+
+
+def _get_command(args: argparse.Namespace) -> int:
+    check_keys(args, assets=True)
+    return asyncio.run(_get(args))
 
 
 async def _get(args: argparse.Namespace) -> int:

@@ -48,15 +48,23 @@ def safe_name(stem: str, suffix: str = "") -> str:
 def resolve_destination(dest: str | os.PathLike[str], default_name: str) -> Path:
     """The file to write: ``dest`` itself, or ``dest/default_name`` when ``dest`` is a directory.
 
-    Raises:
-        RequestValidationError: The destination's directory does not exist.
+    A ``dest`` ending in a path separator is a directory even before it exists; missing folders
+    are created by :func:`download_to`.
     """
     path = Path(dest)
     if path.is_dir() or str(dest).endswith((os.sep, "/")):
         path = path / default_name
-    if not path.parent.is_dir():
-        raise exc.RequestValidationError("dest", f"directory does not exist: {str(path.parent)!r}")
     return path
+
+
+def _destination_error(path: Path, error: OSError) -> exc.DownloadError:
+    return exc.DownloadError(f"cannot write {path}: {error.strerror or error}")
+
+
+def _open_temp(path: Path, temp: Path) -> IO[bytes]:
+    # Missing folders are made here, so that a fresh "clips/" just works.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return open(temp, "wb")
 
 
 async def download_to(
@@ -72,15 +80,22 @@ async def download_to(
 
     Raises:
         APIStatusError: The server refused (404 for an expired clip, say).
-        DownloadError: The bytes could not all be fetched within ``retry.max_attempts``.
+        DownloadError: The bytes could not all be fetched within ``retry.max_attempts``, or the
+            destination (or its folder) could not be created or written; it names the path.
     """
     requester.check_open()
     temp = path.parent / f".{path.name}.part-{secrets.token_hex(4)}"
-    handle: IO[bytes] = await anyio.to_thread.run_sync(open, temp, "wb")
     try:
-        await _Fetch(requester, url, handle, on_progress).run()
-        await anyio.to_thread.run_sync(_finish, handle)
-        await anyio.to_thread.run_sync(os.replace, temp, path)
+        handle: IO[bytes] = await anyio.to_thread.run_sync(_open_temp, path, temp)
+    except OSError as error:
+        raise _destination_error(path, error) from error
+    try:
+        try:
+            await _Fetch(requester, url, handle, on_progress).run()
+            await anyio.to_thread.run_sync(_finish, handle)
+            await anyio.to_thread.run_sync(os.replace, temp, path)
+        except OSError as error:  # a full disk, or a destination that is a folder, say
+            raise _destination_error(path, error) from error
     except BaseException:
         handle.close()
         with anyio.CancelScope(shield=True):

@@ -23,6 +23,8 @@ import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 
+import attrs
+
 from relaydance_async import assets
 from relaydance_async._client.client import AsyncRelayDance
 from relaydance_async.batch._jobfile import (
@@ -183,15 +185,37 @@ def _server_of(client: AsyncRelayDance) -> str:
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
+def _may_have_task(record: ItemRecord) -> bool:
+    """Whether a task may exist on the server for this record (known id, or a doubtful submit)."""
+    return record.task_id is not None or record.state in (
+        ItemState.SUBMITTING,
+        ItemState.UNCERTAIN,
+    )
+
+
 def _bind_to_server(journal: Journal, server: str) -> None:
+    """Bind the journal to ``server`` unless it holds tasks (or doubtful submits) of another.
+
+    A run that reached no server (a base-URL typo: every submit refused before it left) left
+    no task anywhere, so the journal follows the next server given instead of refusing it.
+    """
     recorded = journal.meta("server")
-    if recorded is None:
-        journal.set_meta("server", server)
-    elif recorded != server and journal.records():
-        raise JournalError(
-            f"journal {journal.location} holds tasks of {recorded}, not of {server}; "
-            "use another journal for this server"
-        )
+    if recorded == server:
+        return
+    if recorded is not None:
+        held = sum(1 for record in journal.records() if _may_have_task(record))
+        if held:
+            raise JournalError(
+                f"journal {journal.location} holds {held} task(s) of {recorded}, not of {server}. "
+                f"To resume them, connect to {recorded}; to run these jobs on {server}, use "
+                "a new journal",
+                kind="server",
+            )
+        # What failed there never reached a task: on this server it has not been tried yet.
+        for record in journal.records():
+            if record.state is ItemState.FAILED:
+                journal.put(attrs.evolve(record, state=ItemState.NEW, error=None))
+    journal.set_meta("server", server)
 
 
 def _check_against_journal(items: list[BatchItem], journal: Journal) -> None:

@@ -252,15 +252,22 @@ class SQLiteJournal:
         """Open (or create) the journal at ``path`` and lock it for this process.
 
         Raises:
-            JournalError: Another process has it open, or it was written by a newer schema.
+            JournalError: Another process has it open, it was written by a newer schema, or its
+                folder cannot be created or written.
         """
         memory = str(path) == ":memory:"
         path = Path(path)
         if memory:
             lock: Any = _NoLock()
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            lock = _lock_file(path.with_name(path.name + ".lock"))
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                lock = _lock_file(path.with_name(path.name + ".lock"))
+            except OSError as exc:
+                # A read-only or missing folder: say which journal, not a raw OSError.
+                raise JournalError(
+                    f"cannot create the journal {path}: {exc.strerror or exc}"
+                ) from exc
         try:
             conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
@@ -439,7 +446,11 @@ def _lock_file(path: Path) -> Any:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         handle.close()
-        raise JournalError(f"journal {path.with_suffix('')} is in use by another process") from None
+        raise JournalError(
+            f"journal {path.with_suffix('')} is in use by another process; wait for it to "
+            "finish or stop it (its work stays resumable), or use another journal",
+            kind="in_use",
+        ) from None
     return handle
 
 

@@ -82,7 +82,8 @@ class BatchSummary:
     resumed: int = 0
     """Items found finished in the journal and skipped."""
     submitted: int = 0
-    """Submits sent by this run (resubmits with a recorded key included)."""
+    """Submits this run that the server answered with a task (resubmits with a recorded key
+    included); refused or doubtful submits are not counted."""
     uploads: int = 0
     """Files uploaded by this run."""
     uploads_reused: int = 0

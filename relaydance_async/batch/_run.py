@@ -362,11 +362,13 @@ class BatchRun:
                     if self._stopping:
                         self._journal.put(attrs.evolve(record, state=ItemState.NEW))
                         return None
-                    self._submitted += 1
                     with anyio.move_on_after(_SUBMIT_CEILING) as ceiling:
                         job = await self._client.videos.submit(request, idempotency_key=key)
                     if ceiling.cancelled_caught:
                         raise SubmissionUncertainError(request, key, "no answer in time")
+                    # Counted once the server answered with a task: a submit refused before it
+                    # reached anyone (a base-URL typo) submitted nothing.
+                    self._submitted += 1
                     record = attrs.evolve(record, state=ItemState.SUBMITTED, task_id=job.task_id)
                     self._journal.put(record)
             except SubmissionUncertainError as exc:
