@@ -338,14 +338,16 @@ class AsyncRelayDance:
 
         Args:
             task_or_url: A succeeded ``Task`` or an http(s) URL.
-            dest: A file path, or an existing directory.
+            dest: A file path, or a directory (an existing one, or a path ending in ``/``);
+                missing folders are created.
             on_progress: Called as ``on_progress(received, total)``.
 
         A succeeded task whose snapshot lacks the URL is read again first.
 
         Raises:
-            RequestValidationError: The task has no clip URL, or ``dest``'s folder is missing.
-            DownloadError: The bytes could not all be fetched; nothing is left at ``dest``.
+            RequestValidationError: The task has no clip URL.
+            DownloadError: The bytes could not all be fetched, or ``dest`` (or its folder) could
+                not be created or written (the message names it); nothing is left at ``dest``.
         """
         self._requester.check_open()
         if isinstance(task_or_url, Task):
