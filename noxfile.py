@@ -49,7 +49,7 @@ PYTHONS = _installed_pythons()
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """Run the test suite (pure and functional, against the emulator on loopback)."""
-    session.install("-e", ".[test,media,cli]")
+    session.install("-e", ".[test,media,cli,redis]")
     args = list(session.posargs)
     if not args and PYTHONS and session.python != PYTHONS[-1]:
         # The long scale tests (10,000 jobs, 10,000 batch items) run once, on the newest Python.
@@ -68,7 +68,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHONS[-1:] or None)
 def typing(session: nox.Session) -> None:
     """mypy --strict over the package, on the oldest and newest supported Python targets."""
-    session.install("-e", ".[test,media,cli]", "mypy>=1.10")
+    session.install("-e", ".[test,media,cli,redis]", "mypy>=1.10")
     session.run("mypy", "--strict", "relaydance_async")
     session.run("mypy", "--strict", "--python-version", "3.10", "relaydance_async")
 
@@ -76,5 +76,5 @@ def typing(session: nox.Session) -> None:
 @nox.session(python=PYTHONS[-1:] or None)
 def bench(session: nox.Session) -> None:
     """Benchmarks side by side with the baselines (``nox -s bench -- --quick``: short run)."""
-    session.install("-e", ".[test,media,cli]", "requests")
+    session.install("-e", ".[test,media,cli,redis]", "requests")
     session.run("python", "-m", "benchmarks", *session.posargs)

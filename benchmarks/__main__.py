@@ -20,6 +20,7 @@ SECTIONS = {
     "upload": "benchmarks.bench_upload",
     "ratelimit": "benchmarks.bench_ratelimit",
     "emulator": "benchmarks.bench_emulator",
+    "scaleout": "benchmarks.bench_scaleout",
 }
 
 

@@ -1,0 +1,23 @@
+"""Four processes, one API key, one Redis: together they use the server's rate limit, not 4x it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.scale._fleet import BURST, RATE, run_fleet
+from tests.scale._procs import emulator_process
+from tests.scale._redis import RedisServer, require_redis_extra
+
+require_redis_extra()
+
+
+@pytest.mark.timeout(90)
+def test_four_processes_share_one_budget(redis_server: RedisServer) -> None:
+    """Coordinated, 4 processes use >= 90 % of the key's rate with <= 2 % answered 429."""
+    with emulator_process(
+        "--rate-limit", str(RATE), "--burst", str(BURST), "--failure-rate", "0"
+    ) as info:
+        result = run_fleet(info, redis_server.url)
+    assert result["client_ok"] > 0
+    assert result["limited_share"] <= 0.02, result
+    assert result["ok_per_second"] >= 0.9 * RATE, result
