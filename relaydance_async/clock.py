@@ -104,11 +104,25 @@ class ManualClock:
     Args:
         start: The initial time.
         settle: The most event-loop turns given after each step.
+        busy: Work the clock must wait for that no task shows (requests on the wire, say):
+            while ``busy()`` is true the clock stands still and the event loop runs (I/O
+            included), as if the network took no time.
+        busy_limit: Real seconds ``busy()`` may stay true before the clock gives up
+            (``TimeoutError``): a request that never ends must not hang a test.
     """
 
-    def __init__(self, start: float = 0.0, *, settle: int = 1000) -> None:
+    def __init__(
+        self,
+        start: float = 0.0,
+        *,
+        settle: int = 1000,
+        busy: Callable[[], bool] | None = None,
+        busy_limit: float = 30.0,
+    ) -> None:
         self._now = start
         self._settle = settle
+        self._busy = busy
+        self._busy_limit = busy_limit
         self._timers: list[tuple[float, int, _ManualTimer]] = []
         self._seq = itertools.count()
 
@@ -152,9 +166,20 @@ class ManualClock:
     async def _turns(self) -> None:
         me = asyncio.current_task()
         ready = getattr(asyncio.get_running_loop(), "_ready", None)
+        busy = self._busy
+        if busy is not None and busy():
+            # Each turn polls the selector: the I/O completes in real time, the clock waits.
+            give_up = time.monotonic() + self._busy_limit
+            while busy():
+                if time.monotonic() > give_up:
+                    raise TimeoutError(f"still busy after {self._busy_limit} s of real time")
+                await asyncio.sleep(0)
         quiet = 0
         for _ in range(self._settle):
             await asyncio.sleep(0)
+            if busy is not None and busy():
+                await self._turns()  # woken work went on the wire: wait for it too
+                return
             if (ready is None or not ready) and all(
                 _blocked(task) for task in asyncio.all_tasks() if task is not me
             ):

@@ -10,8 +10,13 @@ import pytest
 import relaydance_async as rd
 from relaydance_async._client.jobs import VideoJob
 from relaydance_async._sansio.polling.policy import PollPolicy
+from relaydance_async.clock import Clock, ManualClock
+from relaydance_async.coordination import LocalCoordinator, LocalRequestBudget
 from relaydance_async.testing import Emulator, EmulatorConfig, Faults, RateLimit
+from relaydance_async.transport import AiohttpTransport
 from relaydance_async.webhooks import WebhookReceiver
+
+from ._inflight import InFlight
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
@@ -24,6 +29,13 @@ POLICY = PollPolicy().scaled(0.01)
 def _client(emu: Emulator, **kwargs: object) -> rd.AsyncRelayDance:
     kwargs.setdefault("poll", POLICY)
     return rd.AsyncRelayDance(api_key=emu.api_key, base_url=emu.url, **kwargs)  # type: ignore[arg-type]
+
+
+def _manual(emu: Emulator, **kwargs: object) -> tuple[rd.AsyncRelayDance, ManualClock]:
+    """A client on a manual clock that waits for its requests on the wire (virtual time)."""
+    transport = InFlight(AiohttpTransport())
+    clock = ManualClock(busy=transport.busy)
+    return _client(emu, transport=transport, clock=clock, **kwargs), clock
 
 
 async def _submit(client: rd.AsyncRelayDance, n: int, **kwargs: object) -> list[VideoJob]:
@@ -80,21 +92,21 @@ async def rd_gather(jobs: list[VideoJob]) -> list[rd.Task]:
 
 
 async def test_cancel_stops_polls() -> None:
-    """After ``cancel()`` the emulator sees no further poll of that task."""
-    config = EmulatorConfig(speed=1.0, failure_rate=0.0, seed=1)  # tasks take minutes
-    async with Emulator(config) as emu, _client(emu, poll=PollPolicy.fixed(0.02)) as client:
-        keep, drop = await _submit(client, 2)
-        while emu.counters.polls_by_task.get(drop.task_id, 0) < 3:
-            await asyncio.sleep(0.01)
-        drop.cancel()
-        await asyncio.sleep(0.05)  # a poll already in flight may still land
-        frozen = emu.counters.polls_by_task[drop.task_id]
-        before = emu.counters.polls_by_task[keep.task_id]
-        await asyncio.sleep(0.3)
-        assert emu.counters.polls_by_task[drop.task_id] == frozen
-        assert emu.counters.polls_by_task[keep.task_id] > before + 5
-        with pytest.raises(asyncio.CancelledError):
-            await drop
+    """After ``cancel()`` the emulator sees no further poll of that task (virtual time)."""
+    config = EmulatorConfig(speed=None, failure_rate=0.0, seed=1)  # tasks never end
+    async with Emulator(config) as emu:
+        client, clock = _manual(emu, poll=PollPolicy.fixed(1.0))
+        async with client:
+            keep, drop = await _submit(client, 2)
+            await clock.advance(3.5)
+            polls = emu.counters.polls_by_task
+            assert polls[drop.task_id] == polls[keep.task_id] == 4  # at 0, 1, 2 and 3 s
+            drop.cancel()
+            await clock.advance(10.0)
+            assert polls[drop.task_id] == 4
+            assert polls[keep.task_id] == 14
+            with pytest.raises(asyncio.CancelledError):
+                await drop
 
 
 async def test_rate_limit_storm_fails_no_job() -> None:
@@ -102,24 +114,37 @@ async def test_rate_limit_storm_fails_no_job() -> None:
     config = EmulatorConfig(
         speed=20.0, duration_scale=0.05, failure_rate=0.0, seed=5, rate_limit=RateLimit(200, 20)
     )
+    rates: list[float] = []
+
+    class Sampled(LocalRequestBudget):
+        """Notes the pacing rate after every answer (no sampling timer)."""
+
+        def on_success(self, now: float | None = None) -> None:
+            super().on_success(now)
+            if self.rate is not None:
+                rates.append(self.rate)
+
+        def on_rate_limited(self, retry_after: float | None, now: float | None = None) -> None:
+            super().on_rate_limited(retry_after, now)
+            if self.rate is not None:
+                rates.append(self.rate)
+
+    class Sampling(LocalCoordinator):
+        def request_budget(self, *, key_id: str, limits: rd.Limits, clock: Clock) -> Sampled:
+            return Sampled(limits, clock=clock)
+
     async with (
         Emulator(config) as emu,
-        _client(emu, poll=PollPolicy.fixed(0.005), retry=rd.RetryPolicy(max_attempts=10)) as client,
+        _client(
+            emu,
+            poll=PollPolicy.fixed(0.005),
+            retry=rd.RetryPolicy(max_attempts=10),
+            coordinator=Sampling(),
+        ) as client,
     ):
-        rates: list[float] = []
-
-        async def sample() -> None:
-            while True:
-                rate = client.budget.rate
-                if rate is not None:
-                    rates.append(rate)
-                await asyncio.sleep(0.005)
-
-        sampler = asyncio.create_task(sample())
         tasks = await rd_gather(await _submit(client, 150))
         storm = emu.counters.rate_limited
         tasks += await rd_gather(await _submit(client, 50))
-        sampler.cancel()
     assert all(t.status is rd.TaskStatus.SUCCEEDED for t in tasks)
     assert storm > 0
     # The shared budget paced every request at a rate learned from the 429s (unlimited before),
@@ -166,14 +191,19 @@ async def test_unknown_task_fails_with_not_found(variant: float) -> None:
 
 async def test_max_wait_ends_a_job_that_takes_too_long() -> None:
     """A job longer than its maximum wait raises ``TaskTimeoutError`` and is polled no more."""
-    config = EmulatorConfig(speed=1.0, failure_rate=0.0, seed=1)
-    async with Emulator(config) as emu, _client(emu, poll=PollPolicy.fixed(0.02)) as client:
-        job = await client.videos.submit(model=MODEL, prompt="x", max_wait=0.2)
-        with pytest.raises(rd.TaskTimeoutError):
-            await asyncio.wait_for(job.wait(), 10)
-        polls = emu.counters.polls_by_task[job.task_id]
-        await asyncio.sleep(0.1)
-        assert emu.counters.polls_by_task[job.task_id] == polls
+    config = EmulatorConfig(speed=None, failure_rate=0.0, seed=1)  # the task never ends
+    async with Emulator(config) as emu:
+        client, clock = _manual(emu, poll=PollPolicy.fixed(1.0))
+        async with client:
+            job = await client.videos.submit(model=MODEL, prompt="x", max_wait=30.0)
+            with pytest.raises(rd.TaskTimeoutError) as info:
+                await clock.run(job.wait())
+            assert info.value.waited == pytest.approx(30.0)
+            assert clock.now() == pytest.approx(30.0)
+            polls = emu.counters.polls_by_task[job.task_id]
+            assert polls >= 29
+            await clock.advance(60.0)
+            assert emu.counters.polls_by_task[job.task_id] == polls
 
 
 async def test_a_restarted_process_resumes_with_watch(emu: Emulator) -> None:
@@ -211,16 +241,14 @@ async def test_forged_callbacks_resolve_nothing(emu: Emulator) -> None:
     import aiohttp
 
     receiver = WebhookReceiver("a-test-secret-of-some-length")
-    async with (
-        await receiver.serve("127.0.0.1", 0),
-        _client(emu, webhooks=receiver, poll=PollPolicy(webhook_first_poll=3600.0)) as client,
-    ):
+    client, clock = _manual(emu, webhooks=receiver, poll=PollPolicy(webhook_first_poll=3600.0))
+    async with await receiver.serve("127.0.0.1", 0), client:
         emu.faults = Faults(webhook_drop=1.0)
         (job,) = await _submit(client, 1)
         url = receiver.callback_url("some-key").replace("rd_token=", "rd_token=forged")
         body = {"task_id": job.task_id, "status": "succeeded", "url": "https://evil/x.mp4"}
         async with aiohttp.ClientSession() as http, http.post(url, json=body) as resp:
             assert resp.status == 403
-        await asyncio.sleep(0.05)
+        await clock.advance(600.0)  # long enough for anything the callback set off
         assert not job.done()
         assert emu.counters.polls_total == 0
