@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from relaydance_async._client.client import AsyncRelayDance
@@ -24,6 +23,9 @@ from relaydance_async.batch import (
 from relaydance_async.batch._jobfile import JobFileError, parse_items
 from relaydance_async.models import VideoRequest
 from relaydance_async.testing import Emulator, EmulatorConfig
+from relaydance_async.transport import AiohttpTransport
+
+from ._inflight import InFlight
 
 pytestmark = pytest.mark.anyio
 
@@ -49,8 +51,10 @@ async def emu() -> AsyncIterator[Emulator]:
         yield emulator
 
 
-def _client(emu: Emulator) -> AsyncRelayDance:
-    return AsyncRelayDance(api_key=emu.api_key, base_url=emu.url, poll=PollPolicy.fixed(0.02))
+def _client(emu: Emulator, transport: InFlight | None = None) -> AsyncRelayDance:
+    return AsyncRelayDance(
+        api_key=emu.api_key, base_url=emu.url, poll=PollPolicy.fixed(0.02), transport=transport
+    )
 
 
 def _images(tmp_path: Path, n: int) -> list[Path]:
@@ -215,10 +219,10 @@ async def test_stop_leaves_a_resumable_journal(tmp_path: Path) -> None:
     """stop() ends the run with tasks still running; a resume finishes them without resubmits."""
     journal = tmp_path / "j.sqlite"
     # A manual clock: nothing finishes by itself.
-    async with Emulator(_config(speed=None)) as emu, _client(emu) as client:
+    transport = InFlight(AiohttpTransport())
+    async with Emulator(_config(speed=None)) as emu, _client(emu, transport) as client:
         async with run_batch(client, _jobs(6), journal=journal, max_in_flight=3) as batch:
-            while batch.phases["running"] < 3:
-                await _tick()
+            await transport.until(lambda: batch.phases["running"] >= 3)  # checked per answer
             batch.stop()
             results = [r async for r in batch]
         assert results == []
@@ -226,11 +230,15 @@ async def test_stop_leaves_a_resumable_journal(tmp_path: Path) -> None:
         assert batch.summary.unfinished == 6
         with SQLiteJournal.open(journal) as j:
             assert sorted(r.state.value for r in j.records()) == ["submitted"] * 3
+        emu.advance_to_completion()  # the three submitted before the stop
+
+        def finish_on_submit(method: str, url: str, status: int) -> None:
+            if method == "POST" and url.endswith("/video/generations"):
+                emu.advance_to_completion()
+
+        transport.on_answer = finish_on_submit
         rerun = run_batch(client, _jobs(6), journal=journal, max_in_flight=3)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_keep_finishing, emu)
-            summary = await rerun.wait()
-            tg.cancel_scope.cancel()
+        summary = await rerun.wait()
         assert summary.ok
         assert summary.submitted == 3
     assert emu.counters.tasks_created == 6
@@ -244,16 +252,6 @@ async def test_video_request_objects_are_accepted(emu: Emulator, tmp_path: Path)
     assert summary.ok
     assert summary.total == 3
     assert emu.counters.tasks_created == 3
-
-
-async def _tick() -> None:
-    await anyio.sleep(0.01)
-
-
-async def _keep_finishing(emu: Emulator) -> None:
-    while True:
-        emu.advance_to_completion()
-        await anyio.sleep(0.01)
 
 
 def test_journal_rows_hold_no_secrets(tmp_path: Path) -> None:

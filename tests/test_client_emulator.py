@@ -14,7 +14,11 @@ import pytest
 
 import relaydance_async as rd
 from relaydance_async._sansio.polling.policy import PollPolicy
+from relaydance_async.clock import ManualClock, SystemClock
 from relaydance_async.testing import Emulator, EmulatorConfig, Faults, RateLimit
+from relaydance_async.transport import AiohttpTransport
+
+from ._inflight import InFlight
 
 DATA = Path(rd.__file__).parent / "testing" / "data"
 FAST = rd.RetryPolicy(initial_backoff=0.01, max_backoff=0.05)
@@ -105,14 +109,21 @@ async def test_503_is_retried_with_one_key_and_one_task(emu: Emulator) -> None:
     """A 503 (nothing created) is retried with the same Idempotency-Key; one task results."""
     emu.faults = Faults(error_503=1.0, scope=("submit",))
 
-    async def heal() -> None:
-        await anyio.sleep(0.05)
-        emu.faults = Faults()
+    class HealWhileWaiting(SystemClock):
+        """The server recovers while the client waits to retry (no real wait)."""
 
+        def __init__(self) -> None:
+            self.waits: list[float] = []
+
+        async def sleep(self, seconds: float) -> None:
+            self.waits.append(seconds)
+            emu.faults = Faults()
+
+    clock = HealWhileWaiting()
     retry = attrs.evolve(FAST, max_retry_after=2.0)
-    async with client_of(emu, retry=retry) as client, anyio.create_task_group() as tg:
-        tg.start_soon(heal)
+    async with client_of(emu, retry=retry, clock=clock) as client:
         task = await client.videos.create(model="happyhorse-1.0-t2v", prompt="a fox")
+    assert len(clock.waits) == 1  # one 503, one wait, one retry
     assert task.status is rd.TaskStatus.SUBMITTED
     assert emu.counters.tasks_created == 1
     assert emu.counters.duplicate_submissions == 0
@@ -232,28 +243,24 @@ async def test_images_generate_and_model_list(emu: Emulator) -> None:
 @pytest.mark.anyio
 async def test_submit_then_await_the_job(emu: Emulator) -> None:
     """Submit hands the task to the scheduler; awaiting the job gives the succeeded task."""
-    poll = PollPolicy().scaled(0.005)
-    async with client_of(emu, poll=poll) as client:
+    transport = InFlight(AiohttpTransport())
+    clock = ManualClock(busy=transport.busy)  # the default policy, in virtual time
+    async with client_of(emu, transport=transport, clock=clock) as client:
         job = await client.videos.submit(model="happyhorse-1.0-t2v", prompt="waves", seconds=5)
         emu.advance_to_completion()
-        with anyio.fail_after(10):
-            task = await job
+        task = await clock.run(job.wait())
         assert task.status is rd.TaskStatus.SUCCEEDED
         watched = client.videos.watch(task.id)
-        with anyio.fail_after(10):
-            again = await watched
+        again = await clock.run(watched.wait())
         assert again.id == task.id
+
+        def finish_on_submit(method: str, url: str, status: int) -> None:
+            if method == "POST" and url.endswith("/video/generations"):
+                emu.advance_to_completion()  # the task ends as soon as it exists
+
+        transport.on_answer = finish_on_submit
         generated = client.videos.generate(model="happyhorse-1.0-t2v", prompt="more waves")
-        async with anyio.create_task_group() as tg:
-
-            async def finish() -> None:
-                while emu.counters.tasks_created < 2:
-                    await anyio.sleep(0.005)
-                emu.advance_to_completion()
-
-            tg.start_soon(finish)
-            with anyio.fail_after(10):
-                assert (await generated).status is rd.TaskStatus.SUCCEEDED
+        assert (await clock.run(generated)).status is rd.TaskStatus.SUCCEEDED
     assert emu.counters.tasks_created == 2
 
 
