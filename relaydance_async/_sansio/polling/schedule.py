@@ -1,7 +1,8 @@
 """The pure scheduling state machine: a deadline heap of jobs and every next-poll decision.
 
 No I/O and no asyncio: every method takes ``now`` (seconds on any monotonic clock), so the same
-code runs under the asyncio driver (``_scheduler.py``) and under simulated time (``_sim.py``).
+code runs under the asyncio driver (``_client/scheduler.py``, on its injected clock) and under
+simulated time (``simulate.py``).
 
 A job's life here::
 
