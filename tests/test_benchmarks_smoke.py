@@ -58,16 +58,38 @@ def test_polling_harness_runs_on_a_tiny_workload_and_the_report_is_valid_json(
     tmp_path: Path,
 ) -> None:
     """200 jobs through every policy, then the report writer emits strict JSON and a table."""
-    section = bench_polling.run(True, jobs=200, oracle_samples=300)
+    coarse = {
+        "step": 0.5,
+        "queue_grid": 5.0,
+        "iters": 4,
+        "newton_iters": 1,
+        "tail": 1e-3,
+        "width_step": 10.0,
+    }
+    section = bench_polling.run(True, jobs=200, matrix_jobs=30, oracle_settings=coarse)
     rows = section["scenarios"]["poisson"]
-    assert {"docs_5s", "openai_1s", "runway_6s_jitter", "oracle", "ours", "ours_webhooks"} <= set(
-        rows
-    )
+    assert {
+        "docs_5s",
+        "openai_1s",
+        "runway_6s_jitter",
+        "oracle_fixed",
+        "oracle_aware",
+        "ours",
+        "ours_webhooks",
+    } <= set(rows)
     docs = rows["docs_5s"]["all"]
     assert docs["jobs"] == 200
     assert 0.0 <= docs["lag_p50"] <= docs["lag_p95"] <= 5.0
     assert rows["openai_1s"]["all"]["polls_per_job"] > docs["polls_per_job"]
     assert all(isinstance(t["holds"], bool) for t in section["targets"])
+    matrix = section["matrix"]["rows"]
+    assert set(matrix) == {"pinned", "very short", "long", "wide", "slowdown", "unknown model"}
+    for entry in matrix.values():
+        for arrivals in ("burst", "poisson"):
+            assert (
+                entry[arrivals]["ours_warm"]["jobs"] + entry[arrivals]["ours_warm"]["undetected"]
+                == 30
+            )
     result = report.write(
         {"polling": section, "broken": {"error": "boom"}},
         mode="quick",
@@ -80,5 +102,6 @@ def test_polling_harness_runs_on_a_tiny_workload_and_the_report_is_valid_json(
     assert all(not isinstance(v, float) or math.isfinite(v) for v in loaded["machine"].values())
     markdown = (tmp_path / "latest.md").read_text()
     assert "| polling |" in markdown
+    assert "very short" in markdown
     assert "PASS" in markdown or "MISS" in markdown
     assert "broken: boom" in markdown
