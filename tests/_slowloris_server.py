@@ -1,7 +1,8 @@
 """A WebhookReceiver's standalone server under ``ulimit -n 256``, for the slowloris test.
 
-Run as a script: ``python _slowloris_server.py HEADER_TIMEOUT``. Prints one JSON line (URL, the
-cap in force, a genuine callback URL), then answers every ``stats`` line on stdin with a JSON line:
+Run as a script: ``python _slowloris_server.py HEADER_TIMEOUT [IDLE_TIMEOUT]``. Prints one JSON
+line (URL, the cap in force, a genuine callback URL), then answers every ``stats`` line on stdin
+with a JSON line:
 open connections, open file descriptors, whether 64 more sockets can still be opened (what the
 API client in the same process would need), and the server's and receiver's counters.
 """
@@ -33,9 +34,11 @@ def _spare_sockets(n: int) -> bool:
             s.close()
 
 
-async def main(header_timeout: float) -> None:
+async def main(header_timeout: float, idle_timeout: float) -> None:
     receiver = WebhookReceiver("slowloris-secret-0123456789", confirm=False)
-    server = await receiver.serve("127.0.0.1", 0, header_timeout=header_timeout)
+    server = await receiver.serve(
+        "127.0.0.1", 0, header_timeout=header_timeout, idle_timeout=idle_timeout
+    )
     hello = {
         "url": server.url,
         "cap": server.max_connections,
@@ -61,4 +64,4 @@ async def main(header_timeout: float) -> None:
 if __name__ == "__main__":
     # What `ulimit -n 256` does, for this process only.
     resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
-    asyncio.run(main(float(sys.argv[1])))
+    asyncio.run(main(float(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 15.0))

@@ -217,6 +217,47 @@ async def test_a_limit_that_is_not_positive_is_refused_before_listening(
     assert receiver.public_url is None
 
 
+async def test_the_asgi_app_answers_408_to_a_stalled_body(receiver: WebhookReceiver) -> None:
+    """Under an ASGI server the adapter bounds the body itself: 408 once ``body_timeout`` ends."""
+    receiver.public_url = "https://h.test/hooks"
+    app = receiver.asgi_app(body_timeout=0.2)
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "query_string": urlsplit(receiver.callback_url("k1")).query.encode(),
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")],
+    }
+    messages = [{"type": "http.request", "body": b'{"task_id"', "more_body": True}]
+    never = asyncio.Event()
+
+    async def receive() -> dict[str, object]:
+        if messages:
+            return messages.pop(0)
+        await never.wait()  # the sender stalls
+        raise AssertionError("unreachable")
+
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    with anyio.fail_after(5):
+        await app(scope, receive, send)
+    assert sent[0]["status"] == 408
+    assert receiver.counts["rejected_408"] == 1
+
+
+@pytest.mark.parametrize("adapter", ["aiohttp_handler", "asgi_app"])
+@pytest.mark.parametrize("timeout", [0, -1.0])
+async def test_an_adapter_body_timeout_that_is_not_positive_is_refused(
+    receiver: WebhookReceiver, adapter: str, timeout: float
+) -> None:
+    """``body_timeout`` is a positive number of seconds, or None for no limit."""
+    with pytest.raises(ValueError, match="body_timeout"):
+        getattr(receiver, adapter)(body_timeout=timeout)
+    getattr(receiver, adapter)(body_timeout=None)
+
+
 # ---------------------------------------------------------------- slowloris
 
 

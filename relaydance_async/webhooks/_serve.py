@@ -90,6 +90,17 @@ def connection_cap(requested: int) -> int:
     return max(1, min(requested, soft // 4))
 
 
+class _QuietLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server log, one level: DEBUG.
+
+    aiohttp logs every malformed request at ERROR with a traceback; from the internet those are
+    scanners and attackers, and at ERROR they would let anyone flood the application's logs.
+    """
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        super().log(logging.DEBUG, msg, *args, **kwargs)
+
+
 class BodyTimeout(Exception):
     """A callback's body did not arrive within the body timeout."""
 
@@ -398,6 +409,7 @@ async def start(handler: Handler, host: str, port: int, limits: ServeLimits) -> 
     web_server = web.Server(
         guarded,
         access_log=None,
+        logger=_QuietLog(log, {}),
         keepalive_timeout=limits.idle_timeout,
         lingering_time=min(_LINGER, limits.body_timeout),
     )
