@@ -3,9 +3,13 @@
 Budget, completion routing, poll leases and learned timing (extra ``relaydance-async[redis]``).
 
 Give every process's client ``coordinator=RedisCoordinator("redis://host:6379/0",
-namespace="myapp")``. The processes using the same Redis and namespace then share, per API key,
-one request budget (``RedisBudget``: pacing, 429 pauses and rate recovery, and a concurrency
-cap whose leases lapse when a process dies).
+namespace="myapp")``. The processes using the same Redis and namespace then share:
+
+* one request budget per API key (``RedisBudget``: pacing, 429 pauses and rate recovery, and a
+  concurrency cap whose leases lapse when a process dies);
+* completion routing (``RedisCompletionRouter``): a verified webhook received by any process
+  ends the job awaited in any other, confirmed by one GET in all;
+* one poller per task (``RedisPollLeases``), and the learned timings (``RedisTimingStore``).
 
 Keys are ``<namespace>:...``; an API key appears only as the client's non-secret fingerprint.
 When Redis is unreachable each piece degrades to its in-process behaviour with a warning, and
@@ -18,18 +22,22 @@ from typing import Any
 
 from relaydance_async._sansio.settings import Limits
 from relaydance_async.clock import Clock
-from relaydance_async.coordination._local import (
-    LocalCompletionRouter,
-    LocalPollLeases,
-    LocalTimingStore,
-)
 from relaydance_async.coordination.redis._budget import RedisBudget
+from relaydance_async.coordination.redis._leases import RedisPollLeases
+from relaydance_async.coordination.redis._router import RedisCompletionRouter
+from relaydance_async.coordination.redis._timing import RedisTimingStore
 
-__all__ = ["RedisBudget", "RedisCoordinator"]
+__all__ = [
+    "RedisBudget",
+    "RedisCompletionRouter",
+    "RedisCoordinator",
+    "RedisPollLeases",
+    "RedisTimingStore",
+]
 
 
 class RedisCoordinator:
-    """A ``Coordinator`` that shares a fleet's request budget through Redis.
+    """A ``Coordinator`` that shares budget, completions, poll leases and timings through Redis.
 
     One coordinator may serve several clients of a process; it connects on the first
     ``open`` and disconnects on the last ``aclose``.
@@ -66,9 +74,9 @@ class RedisCoordinator:
         self._client: Any = client
         self._opened = 0
         self._budgets: list[RedisBudget] = []
-        self._timing = LocalTimingStore()
-        self._router = LocalCompletionRouter()
-        self._leases = LocalPollLeases()
+        self._timing: RedisTimingStore | None = None
+        self._router: RedisCompletionRouter | None = None
+        self._leases: RedisPollLeases | None = None
 
     def __repr__(self) -> str:
         return f"RedisCoordinator(namespace={self.namespace!r})"
@@ -92,8 +100,13 @@ class RedisCoordinator:
         return ":".join((self.namespace, *parts))
 
     async def open(self) -> None:
-        """Count one more client (Redis is reached lazily: an outage degrades, never fails)."""
+        """Count one more client; the first subscribes to the fleet's completions.
+
+        Never fails for an unreachable Redis: each piece degrades to local with a warning.
+        """
         self._opened += 1
+        if self._opened == 1:
+            await self.completion_router().start()
 
     async def aclose(self) -> None:
         """Count one client less; the last one stops the budgets and closes the connection."""
@@ -103,6 +116,14 @@ class RedisCoordinator:
         budgets, self._budgets = self._budgets, []
         for budget in budgets:
             await budget.aclose()
+        router, leases, timing = self._router, self._leases, self._timing
+        self._router = self._leases = self._timing = None
+        if router is not None:
+            await router.stop()
+        if leases is not None:
+            await leases.stop()
+        if timing is not None:
+            await timing.stop()
         client, self._client = self._client, self._given
         if client is not None and client is not self._given:
             await client.aclose()
@@ -121,14 +142,20 @@ class RedisCoordinator:
         self._budgets.append(budget)
         return budget
 
-    def timing_store(self) -> LocalTimingStore:
-        """The store of learned timings (in-process for now)."""
+    def timing_store(self) -> RedisTimingStore:
+        """The fleet's learned timings."""
+        if self._timing is None:
+            self._timing = RedisTimingStore(self.redis, self.namespace)
         return self._timing
 
-    def completion_router(self) -> LocalCompletionRouter:
-        """The router of verified webhook completions (in-process for now)."""
+    def completion_router(self) -> RedisCompletionRouter:
+        """The router of verified webhook completions across the fleet."""
+        if self._router is None:
+            self._router = RedisCompletionRouter(self.redis, self.namespace)
         return self._router
 
-    def poll_leases(self) -> LocalPollLeases:
-        """Who may poll which task (in-process for now)."""
+    def poll_leases(self) -> RedisPollLeases:
+        """One poller per task across the fleet."""
+        if self._leases is None:
+            self._leases = RedisPollLeases(self.redis, self.namespace, ttl=self.lease_ttl)
         return self._leases
