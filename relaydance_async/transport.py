@@ -96,6 +96,10 @@ class Transport(Protocol):
     async def send(self, request: HTTPRequest) -> HTTPResponse:
         """Send a request and return the answer once its headers have arrived.
 
+        A transport must not follow redirects: it returns the 3xx answer, and the request
+        layer decides (API calls refuse them; downloads follow, without credentials
+        cross-origin).
+
         Raises:
             TransportError: No answer arrived (``Failure.CONNECT`` if nothing was sent).
         """
@@ -242,7 +246,9 @@ class AiohttpTransport:
                 headers=request.headers,
                 data=body,
                 timeout=self._timeout_for(request),
-                allow_redirects=True,
+                # Never: a redirect could carry the key to another host or turn a submit
+                # into a GET; the request layer decides (downloads follow, stripping keys).
+                allow_redirects=False,
             )
         except BaseException as error:
             if source_failed:  # the body's own source broke: that is the error, not the network

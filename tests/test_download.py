@@ -13,7 +13,8 @@ import pytest
 import relaydance_async as rd
 from relaydance_async.transport import HTTPRequest, MockResponse, MockTransport
 
-CLIP = bytes(range(256)) * 1000  # 256,000 bytes
+# 256,000 bytes that open like an MP4 (downloads refuse what does not look like media)
+CLIP = (b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 1000)[:256_000]
 FAST = rd.RetryPolicy(initial_backoff=0.001, max_backoff=0.001)
 OWN = "https://api.test/clips/task_1.mp4"
 CDN = "https://cdn.test/clips/task_1.mp4?sig=secret"
@@ -82,13 +83,18 @@ async def test_download_to_a_file_with_progress(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_task_into_a_directory_gets_a_safe_name(tmp_path: Path) -> None:
-    """A directory destination gets the task id, made safe, as the file name."""
+    """A directory destination gets the task id, made safe (and told apart by a hash of the
+    original when cleaning changed it), as the file name."""
     client, _ = client_for(ranged())
     task = rd.Task(id="../../etc/pass wd", status=rd.TaskStatus.SUCCEEDED, url=CDN, format="mp4")
+    plain = rd.Task(id="task_7", status=rd.TaskStatus.SUCCEEDED, url=CDN, format="mp4")
     async with client:
         got = await client.download(task, tmp_path)
-    assert got == tmp_path / "etc_pass_wd.mp4"
+        kept = await client.download(plain, tmp_path)
+    assert got.parent == tmp_path
+    assert re.fullmatch(r"etc_pass_wd-[0-9a-f]{10}\.mp4", got.name)
     assert got.read_bytes() == CLIP
+    assert kept == tmp_path / "task_7.mp4"
 
 
 @pytest.mark.anyio

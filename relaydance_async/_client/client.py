@@ -28,7 +28,7 @@ from relaydance_async._http.session import Requester
 from relaydance_async._http.upload import ProgressCallback
 from relaydance_async._sansio.polling.policy import PollPolicy
 from relaydance_async._sansio.settings import Limits, RetryPolicy, Timeout
-from relaydance_async._sansio.validate import check_http_url
+from relaydance_async._sansio.validate import check_base_url, check_http_url
 from relaydance_async._version import __version__
 from relaydance_async.clock import Clock, SystemClock
 from relaydance_async.coordination import (
@@ -106,14 +106,8 @@ class AsyncRelayDance:
                 "RELAYDANCE_API_KEY environment variable"
             )
         base = base_url or os.environ.get("RELAYDANCE_BASE_URL") or DEFAULT_BASE_URL
-        try:
-            check_http_url(base, "base_url")
-        except exc.RequestValidationError:
-            raise exc.RelayDanceError(
-                f"base_url must be an absolute http(s) URL (argument or RELAYDANCE_BASE_URL), "
-                f"got {base!r}"
-            ) from None
-        self._base_url = base.rstrip("/")
+        # Argument or RELAYDANCE_BASE_URL; a password in it is refused, never shown.
+        self._base_url = check_base_url(base, "base_url")
         self.timeout = timeout
         self.limits = limits
         self.retry = retry
@@ -135,6 +129,7 @@ class AsyncRelayDance:
             api_key=key,
             retry=retry,
             user_agent=_user_agent(),
+            limits=limits,
             sleep=self._clock.sleep,  # retries wait on the client's clock, like the scheduler
         )
         # One object for the client's life: the receiver detaches by the same fetch it attached.

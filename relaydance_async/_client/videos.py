@@ -50,7 +50,22 @@ async def fetch_task_once(requester: Requester, task_id: str) -> Task:
         APIError: Anything else went wrong; the scheduler decides when to try again.
     """
     path = retrieve_video_path(task_id)
-    return parse_answer(task_from_wire, await requester.get_once(path), "GET", path)
+    task = parse_answer(task_from_wire, await requester.get_once(path), "GET", path)
+    return _the_task_asked_for(task, task_id, path)
+
+
+def _the_task_asked_for(task: Task, task_id: str, path: str) -> Task:
+    """``task``, unless the server answered about another task: then a validation error.
+
+    A stale cache or a proxy mix-up must never resolve a job with someone else's clip.
+    """
+    if task.id != task_id:
+        raise APIResponseValidationError(
+            f"asked for task {task_id!r}, the answer describes task {task.id!r}",
+            method="GET",
+            url=path,
+        )
+    return task
 
 
 def new_idempotency_key() -> str:
@@ -159,7 +174,8 @@ class Videos:
             raise RequestValidationError("task_id", "must be a non-empty string")
         spec = RequestSpec("GET", retrieve_video_path(task_id), RequestKind.READ)
         answer = await self._requester.call(spec)
-        return parse_answer(task_from_wire, answer, "GET", spec.path)
+        task = parse_answer(task_from_wire, answer, "GET", spec.path)
+        return _the_task_asked_for(task, task_id, spec.path)
 
     async def submit(
         self,

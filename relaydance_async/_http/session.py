@@ -39,8 +39,10 @@ from relaydance_async._sansio.protocol import (
     decode_error,
     decode_json,
     envelope_status,
+    get_header,
     parse_retry_after,
 )
+from relaydance_async._sansio.redact import credential_values, scrub, url_for_display
 from relaydance_async._sansio.retry import (
     RETRY_TABLE,
     Decision,
@@ -49,7 +51,7 @@ from relaydance_async._sansio.retry import (
     decide,
     retry_wait,
 )
-from relaydance_async._sansio.settings import RetryPolicy
+from relaydance_async._sansio.settings import Limits, RetryPolicy
 from relaydance_async.transport import HTTPRequest, HTTPResponse, Transport, TransportError
 
 __all__ = ["Answer", "AttemptFailed", "BodyFactory", "CallOptions", "Requester"]
@@ -61,6 +63,7 @@ BodyFactory = Callable[[], AsyncIterable[bytes]]
 """Makes a fresh streamed body for each attempt (an upload's multipart body)."""
 
 _EMPTY: Mapping[str, Any] = {}
+_DEFAULT_LIMITS = Limits()
 _PROVIDER_KINDS = frozenset({RequestKind.PROVIDER_IDEMPOTENT, RequestKind.PROVIDER_CREATE})
 
 
@@ -136,12 +139,41 @@ class AttemptFailed(Exception):
         super().__init__(self.cause)
 
 
-def connection_error(error: TransportError, method: str, url: str) -> exc.APIError:
+def connection_error(
+    error: TransportError, method: str, url: str, secrets: tuple[str, ...] = ()
+) -> exc.APIError:
     """The ``APIConnectionError`` (or ``APITimeoutError``) for a request that got no answer."""
     cls = exc.APITimeoutError if error.failure is Failure.TIMEOUT else exc.APIConnectionError
-    result = cls(f"{method} {url}: {error}", method=method, url=url)
+    shown = url_for_display(url)
+    result = cls(scrub(f"{method} {shown}: {error}", secrets), method=method, url=shown)
     result.__cause__ = error
     return result
+
+
+def redirect_error(
+    status: int, headers: Mapping[str, str], method: str, url: str
+) -> exc.APIStatusError:
+    """The error for a redirect answered to an API call, which is never followed.
+
+    Following could carry the key to another host, or turn a submit into a GET of something else.
+    """
+    location = get_header(headers, "location") or ""
+    target = url_for_display(urllib.parse.urljoin(url, location)) if location else "nowhere"
+    return exc.APIStatusError(
+        f"the server answered {status} redirecting to {target}; API calls never follow "
+        "redirects (check base_url)",
+        status_code=status,
+        method=method,
+        url=url_for_display(url),
+    )
+
+
+def _too_large(method: str, url: str, limit: int) -> exc.APIResponseValidationError:
+    return exc.APIResponseValidationError(
+        f"the answer is larger than Limits.max_answer_bytes ({limit} bytes); not read",
+        method=method,
+        url=url_for_display(url),
+    )
 
 
 def _failure_cause(error: TransportError) -> str:
@@ -168,6 +200,7 @@ class Requester:
         api_key: The RelayDance key, sent only by ``call`` (and to the API's own host).
         retry: Backoff and attempt limits.
         user_agent: The ``User-Agent`` of every request.
+        limits: ``max_answer_bytes`` caps every answer read whole.
         clock: Wall-clock seconds, for ``Retry-After`` dates (injectable).
         sleep: An async sleep, between attempts (injectable).
         rand: Uniform random numbers in ``[0, 1)``, for backoff jitter (injectable).
@@ -180,6 +213,7 @@ class Requester:
         api_key: str,
         retry: RetryPolicy,
         user_agent: str,
+        limits: Limits = _DEFAULT_LIMITS,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         rand: Callable[[], float] = random.random,
@@ -188,6 +222,9 @@ class Requester:
         self._origin = _origin(base_url)
         self.retry = retry
         """The retry policy of every request."""
+        self.limits = limits
+        """Answer size caps (and the download limits ``download`` applies)."""
+        self._secrets: tuple[str, ...] = (api_key,)
         self._clock = clock
         self._sleep = sleep
         self._rand = rand
@@ -264,6 +301,16 @@ class Requester:
             )
         return transport, budget
 
+    def add_secret(self, secret: str) -> None:
+        """Scrub ``secret`` too from every text this layer shows (error messages, logs)."""
+        if secret and secret not in self._secrets:
+            self._secrets = (*self._secrets, secret)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secrets scrubbed from every text this layer shows (never print them)."""
+        return self._secrets
+
     def is_api_host(self, url: str) -> bool:
         """Whether ``url`` is on the RelayDance API's own scheme and host (gets the key)."""
         return _origin(url) == self._origin
@@ -291,9 +338,35 @@ class Requester:
         transport, budget = self._opened()
         async with budget.slot():
             response = await transport.send(request)
-            body = await response.read()
+            body = await self.read_capped(response, request.method, request.url)
         self._report(budget, response.status, response.headers)
         return response.status, response.headers, body
+
+    async def read_capped(self, response: HTTPResponse, method: str, url: str) -> bytes:
+        """The whole body, released after; one over ``max_answer_bytes`` is refused unread.
+
+        Raises:
+            APIResponseValidationError: The body is larger than ``Limits.max_answer_bytes``.
+            TransportError: The connection broke or timed out while reading.
+        """
+        limit = self.limits.max_answer_bytes
+        length = get_header(response.headers, "content-length")
+        if length is not None and length.isdigit():
+            if int(length) <= limit:  # the usual case: the framing bounds what is read
+                return await response.read()
+            await response.aclose()
+            raise _too_large(method, url, limit)
+        parts: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in response.iter_chunks():
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(method, url, limit)
+                parts.append(chunk)
+        finally:
+            await response.aclose()
+        return b"".join(parts)
 
     async def get_once(self, path: str) -> Any:
         """One RelayDance ``GET`` of ``path`` through the budget, no retries; the JSON answer.
@@ -306,13 +379,18 @@ class Requester:
             APIResponseValidationError: The answer was not JSON.
         """
         url = self._base_url + path
+        secrets = self._secrets
         try:
             status, headers, body = await self.send_once(HTTPRequest("GET", url, self._headers))
         except TransportError as error:
-            raise connection_error(error, "GET", url) from error
-        if status >= 400:
-            raise decode_error(status, headers, body, now=self._clock(), method="GET", url=url)
-        return decode_json(body, method="GET", url=url)
+            raise connection_error(error, "GET", url, secrets) from error
+        if status >= 300:
+            if status < 400:
+                raise redirect_error(status, headers, "GET", url)
+            raise decode_error(
+                status, headers, body, now=self._clock(), method="GET", url=url, secrets=secrets
+            )
+        return decode_json(body, method="GET", url=url, secrets=secrets)
 
     @asynccontextmanager
     async def stream(self, request: HTTPRequest, *, budgeted: bool) -> AsyncIterator[HTTPResponse]:
@@ -467,6 +545,7 @@ class Requester:
         if options is not None and options.extra_headers:
             send_headers = {**send_headers, **options.extra_headers}
         method = spec.method
+        secrets = self._secrets
 
         async def attempt(number: int) -> Any:
             request = HTTPRequest(
@@ -481,15 +560,24 @@ class Requester:
                 status, answer_headers, answer = await self.send_once(request)
             except TransportError as failure:
                 raise AttemptFailed(
-                    connection_error(failure, method, url),
+                    connection_error(failure, method, url, secrets),
                     failure=failure.failure,
-                    cause=_failure_cause(failure),
+                    cause=scrub(_failure_cause(failure), secrets),
                 ) from None
+            if status < 300:
+                return decode_json(answer, method=method, url=url, secrets=secrets)
             if status < 400:
-                return decode_json(answer, method=method, url=url)
-            error = decode_error(
-                status, answer_headers, answer, now=self._clock(), method=method, url=url
-            )
+                error: exc.APIStatusError = redirect_error(status, answer_headers, method, url)
+            else:
+                error = decode_error(
+                    status,
+                    answer_headers,
+                    answer,
+                    now=self._clock(),
+                    method=method,
+                    url=url,
+                    secrets=secrets,
+                )
             raise AttemptFailed(
                 error, status=status, headers=answer_headers, cause=f"the server answered {error}"
             )
@@ -540,6 +628,7 @@ class Requester:
             payload = json.dumps(json_body, separators=(",", ":")).encode()
             send_headers["Content-Type"] = "application/json"
         envelope = kind in _PROVIDER_KINDS
+        secrets = (*self._secrets, *credential_values(send_headers))
 
         async def attempt(number: int) -> Answer:
             request = HTTPRequest(
@@ -553,17 +642,27 @@ class Requester:
                 status, answer_headers, raw = await self.send_once(request)
             except TransportError as failure:
                 raise AttemptFailed(
-                    connection_error(failure, method, url),
+                    connection_error(failure, method, url, secrets),
                     failure=failure.failure,
-                    cause=_failure_cause(failure),
+                    cause=scrub(_failure_cause(failure), secrets),
                 ) from None
+            if 300 <= status < 400:
+                error: exc.APIStatusError = redirect_error(status, answer_headers, method, url)
+                raise AttemptFailed(error, status=status, cause=str(error))
             code = status
             if status < 400 and envelope:
-                code = envelope_status(status, decode_json(raw, method=method, url=url))
+                answer = decode_json(raw, method=method, url=url, secrets=secrets)
+                code = envelope_status(status, answer)
             if code < 400:
                 return Answer(status, answer_headers, raw, url)
             error = decode_error(
-                code, answer_headers, raw, now=self._clock(), method=method, url=url
+                code,
+                answer_headers,
+                raw,
+                now=self._clock(),
+                method=method,
+                url=url,
+                secrets=secrets,
             )
             raise AttemptFailed(
                 error, status=code, headers=answer_headers, cause=f"the server answered {error}"

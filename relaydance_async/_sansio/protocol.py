@@ -11,12 +11,13 @@ import json
 import math
 import re
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 import attrs
 
 from relaydance_async import exceptions as exc
+from relaydance_async._sansio.redact import scrub
 from relaydance_async._sansio.retry import RequestKind
 
 __all__ = [
@@ -171,16 +172,22 @@ def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-def decode_json(body: bytes, *, method: str | None = None, url: str | None = None) -> Any:
+def decode_json(
+    body: bytes,
+    *,
+    method: str | None = None,
+    url: str | None = None,
+    secrets: Collection[str] = (),
+) -> Any:
     """Parse an answer body as JSON.
 
     Raises:
-        APIResponseValidationError: The body is not JSON.
+        APIResponseValidationError: The body is not JSON (its start shown, secrets scrubbed).
     """
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        snippet = body[:200].decode("utf-8", "replace")
+        snippet = scrub(body[:200].decode("utf-8", "replace"), secrets)
         raise exc.APIResponseValidationError(
             f"expected a JSON answer, got {snippet!r}", method=method, url=url
         ) from None
@@ -229,14 +236,16 @@ def decode_error(
     now: float = 0.0,
     method: str | None = None,
     url: str | None = None,
+    secrets: Collection[str] = (),
 ) -> exc.APIStatusError:
     """Turn an HTTP error answer into the matching ``APIStatusError`` subclass.
 
     Both body shapes are understood: ``{"error": {"message", "type", "code"}}`` and the
     gateway's ``{"code", "message", "data"}``; anything else becomes the message as text.
-    A 400 that says ``task_not_exist`` is a ``NotFoundError``.
+    A 400 that says ``task_not_exist`` is a ``NotFoundError``. Every one of ``secrets`` the
+    server echoed is replaced by ``[redacted]`` before any of it is kept.
     """
-    text = body.decode("utf-8", "replace")
+    text = scrub(body.decode("utf-8", "replace"), secrets)
     parsed: Mapping[str, Any] | str
     try:
         loaded = json.loads(text) if text.strip() else None
@@ -255,7 +264,7 @@ def decode_error(
         "status_code": status,
         "type": type_,
         "code": code,
-        "request_id": request_id(headers),
+        "request_id": scrub(request_id(headers) or "", secrets) or None,
         "body": parsed,
         "method": method,
         "url": url,

@@ -62,6 +62,21 @@ class Limits:
     """Requests in flight at once, 64."""
     requests_per_second: float | None = attrs.field(default=None, validator=_positive_or_none)
     """A fixed ceiling on requests per second; ``None`` (default) learns the rate from 429s."""
+    max_answer_bytes: int = attrs.field(default=8 * 1024 * 1024, validator=_positive)
+    """Largest API answer body read, 8 MiB (a task, a model list… are a few KiB); a larger
+    one is refused with ``APIResponseValidationError`` without reading it all."""
+    max_download_bytes: int | None = attrs.field(default=4 * 1024**3, validator=_positive_or_none)
+    """Largest file ``download`` writes, 4 GiB (``None``: no limit); beyond it the download
+    stops with ``DownloadError`` and nothing is left at the destination."""
+    download_deadline: float | None = attrs.field(default=3600.0, validator=_positive_or_none)
+    """Seconds one ``download`` may take in all, retries included, 1 hour (``None``: none)."""
+    min_download_rate: float | None = attrs.field(default=1024.0, validator=_positive_or_none)
+    """Slowest transfer tolerated, 1 KiB/s averaged over ``rate_window`` (``None``: none): a
+    server dripping bytes cannot hold a download, or a batch slot, forever."""
+    rate_window: float = attrs.field(default=30.0, validator=_positive)
+    """Seconds over which ``min_download_rate`` is measured, 30 s."""
+    max_redirects: int = attrs.field(default=5, validator=_non_negative)
+    """Redirects a download follows, 5 (API calls follow none)."""
 
 
 @attrs.frozen

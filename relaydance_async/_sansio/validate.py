@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from relaydance_async._sansio.wire import RESERVED_METADATA
-from relaydance_async.exceptions import RequestValidationError
+from relaydance_async.exceptions import RelayDanceError, RequestValidationError
 from relaydance_async.models import (
     AudioRef,
     FirstFrame,
@@ -71,6 +71,30 @@ def check_http_url(value: object, field: str) -> None:
         raise _fail(field, "must be an absolute http(s) URL") from None
     if parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in value):
         raise _fail(field, f"must be an absolute http(s) URL, got {value[:80]!r}")
+
+
+def check_base_url(value: str, field: str) -> str:
+    """``value`` as an API root: an absolute http(s) URL with no credentials, no trailing ``/``.
+
+    Raises:
+        RelayDanceError: The URL is malformed, or carries ``user:password@`` (the message names
+            ``field`` and never shows the password; pass keys as keys, not in URLs).
+    """
+    try:
+        check_http_url(value, field)
+        parts = urllib.parse.urlsplit(value)
+    except (RequestValidationError, ValueError):
+        shown = value if isinstance(value, str) else repr(value)
+        shown = shown.rpartition("@")[2] if isinstance(shown, str) else shown
+        raise RelayDanceError(
+            f"{field} must be an absolute http(s) URL, got {shown[:80]!r}"
+        ) from None
+    if parts.username is not None or parts.password is not None:
+        raise RelayDanceError(
+            f"{field} must not carry credentials (user:password@host); pass the key as the "
+            f"key argument instead (got a URL for host {parts.hostname!r})"
+        )
+    return value.rstrip("/")
 
 
 def _check_reference_url(value: object, field: str) -> None:
