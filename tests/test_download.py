@@ -83,9 +83,7 @@ async def test_download_to_a_file_with_progress(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_task_into_a_directory_gets_a_safe_name(tmp_path: Path) -> None:
-    """A directory destination gets the task id, made safe (and told apart by a hash of the
-    original when cleaning changed it), as the file name.
-    """
+    """A directory destination gets the task id made safe (plus a hash if cleaning changed it)."""
     client, _ = client_for(ranged())
     task = rd.Task(id="../../etc/pass wd", status=rd.TaskStatus.SUCCEEDED, url=CDN, format="mp4")
     plain = rd.Task(id="task_7", status=rd.TaskStatus.SUCCEEDED, url=CDN, format="mp4")
