@@ -145,6 +145,8 @@ async def download_to(
                 await fetch.run()
             await anyio.to_thread.run_sync(_finish, handle)
             await anyio.to_thread.run_sync(os.replace, temp, path)
+        except TimeoutError:  # an OSError too, but the deadline's: handled below
+            raise
         except OSError as error:  # a full disk, or a destination that is a folder, say
             raise _destination_error(path, error) from error
     except TimeoutError:
