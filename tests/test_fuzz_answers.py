@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import relaydance_async as rd
@@ -39,7 +39,13 @@ _json = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
     max_leaves=8,
 )
-_odd = st.none() | st.integers(-5, 10**12) | st.floats() | _text | st.lists(_text, max_size=2)
+# Servers echo what they were sent, keys too: placeholders, replaced by a key when a test wants
+# the server to echo one (see ``_echoing``).
+ECHO, ECHO_ASSET = "@@key@@", "@@asset-key@@"
+_echo = st.sampled_from([ECHO, ECHO_ASSET, f"bad key {ECHO}", f"Bearer {ECHO}", f"k={ECHO_ASSET}"])
+_odd = (
+    st.none() | st.integers(-5, 10**12) | st.floats() | _text | st.lists(_text, max_size=2) | _echo
+)
 
 
 def _one_of_or_odd(*values: Any) -> st.SearchStrategy[Any]:
@@ -144,7 +150,7 @@ def answers(draw: st.DrawFn) -> MockResponse | TransportError:
         "retry-after-ms": _retry_after,
         "Content-Length": st.sampled_from([str(len(body)), "0", "-1", "99999999", "x"]),
         "Location": st.sampled_from(["https://evil.test/steal", "/v1/other", "//evil.test/"]),
-        "X-Request-Id": _text,
+        "X-Request-Id": _text | _echo,
         "Content-Range": st.sampled_from([f"bytes 0-{len(body) - 1}/{len(body)}", "bytes */0"]),
         "Accept-Ranges": st.just("bytes"),
     }
@@ -163,7 +169,7 @@ Call = Callable[[rd.AsyncRelayDance, Path], Awaitable[object]]
 
 
 async def _submit_and_wait(client: rd.AsyncRelayDance, _: Path) -> object:
-    job = await client.videos.submit(model="m", prompt="p", max_wait=0.3)
+    job = await client.videos.submit(model="m", prompt="p", max_wait=0.15)
     return await job
 
 
@@ -172,7 +178,7 @@ async def _asset_watch(client: rd.AsyncRelayDance, _: Path) -> object:
 
 
 def _assets(client: rd.AsyncRelayDance) -> rd.AssetClient:
-    return rd.AssetClient(client, api_key=ASSET_KEY, max_wait=0.3)
+    return rd.AssetClient(client, api_key=ASSET_KEY, max_wait=0.15)
 
 
 CALLS: dict[str, Call] = {
@@ -203,8 +209,32 @@ PRELUDES: dict[str, MockResponse] = {
 KNOWN: dict[str, str] = {}
 
 
-async def _run(call: Call, script: list[MockResponse | TransportError]) -> tuple[object, int]:
+def _echoing(answer: MockResponse | TransportError, echo: bool) -> MockResponse | TransportError:
+    """``answer`` with its key placeholders replaced by the keys (``echo``) or by plain text."""
+    if isinstance(answer, TransportError):
+        return answer
+    key, asset_key = (KEY, ASSET_KEY) if echo else ("plain-text", "more-text")
+
+    def fill(text: str) -> str:
+        return text.replace(ECHO, key).replace(ECHO_ASSET, asset_key)
+
+    def fill_bytes(data: bytes) -> bytes:
+        return fill(data.decode("latin-1")).encode("latin-1")
+
+    return MockResponse(
+        status=answer.status,
+        content=fill_bytes(answer.content),
+        headers={name: fill(value) for name, value in answer.headers.items()},
+        chunks=None if answer.chunks is None else [fill_bytes(c) for c in answer.chunks],
+        fail_after=answer.fail_after,
+    )
+
+
+async def _run(
+    call: Call, script: list[MockResponse | TransportError], *, echo: bool = False
+) -> tuple[object, int]:
     """Make one call against a server that answers ``script`` in turn (the last one repeats)."""
+    script = [_echoing(answer, echo) for answer in script]
     answered = 0
 
     def handler(request: HTTPRequest) -> MockResponse:
@@ -263,8 +293,29 @@ def test_any_answer_ends_in_a_result_or_a_documented_error(
 
 @pytest.mark.xfail(
     strict=False,
-    reason="issue 13 item 6 (an answer naming another task is accepted) is not fixed on main yet",
+    reason="a parse error quotes server text unscrubbed, e.g. models.list answered 200 "
+    '{"code": null, "message": "<the key>", "data": null} raises APIResponseValidationError('
+    "'unexpected answer: error envelope: None: <the key>') (_sansio/protocol.parse_answer): "
+    "the request layer's secret scrubbing does not cover it yet",
 )
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    # While it is a known failure, shrinking would only spend time: the reason shows an example.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
+@given(
+    name=st.sampled_from(sorted(CALLS)),
+    script=st.lists(answers(), min_size=1, max_size=3),
+)
+def test_a_key_the_server_echoes_never_shows_in_an_error(
+    name: str, script: list[MockResponse | TransportError]
+) -> None:
+    """Keys echoed in bodies and headers never reach an error's text (``_run`` checks)."""
+    asyncio.run(_run(CALLS[name], script, echo=True))
+
+
 @pytest.mark.parametrize("name", ["videos.retrieve", "videos.submit+await"])
 def test_an_answer_naming_another_task_is_refused(name: str) -> None:
     """A poll or retrieve answer for task t2 never passes for task t1."""
@@ -275,4 +326,6 @@ def test_an_answer_naming_another_task_is_refused(name: str) -> None:
     if name in PRELUDES:
         script = [PRELUDES[name], other]
     outcome, _sent = asyncio.run(_run(CALLS[name], script))
-    assert isinstance(outcome, rd.APIResponseValidationError)
+    # retrieve refuses the answer; a job keeps polling past it until its maximum wait.
+    expected = rd.APIResponseValidationError if name == "videos.retrieve" else rd.TaskTimeoutError
+    assert isinstance(outcome, expected)

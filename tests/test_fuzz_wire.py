@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 import attrs
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import relaydance_async as rd
@@ -206,9 +206,23 @@ async def _run(name: str, script: list[Answer]) -> tuple[object, RawServer]:
     name=st.sampled_from(sorted(CALLS)),
     script=st.lists(raw_answers(), min_size=1, max_size=3),
 )
+@example(  # found by this test: the redirect's error raised a raw ValueError("Invalid IPv6 URL")
+    name="videos.create",
+    script=[Answer(b"HTTP/1.1 307 Again\r\nLocation: http://[::1\r\n\r\n", b"")],
+)
 def test_any_bytes_on_the_wire_end_in_a_result_or_a_documented_error(
     name: str, script: list[Answer]
 ) -> None:
     """Every call returns, or raises a RelayDanceError, within its deadline; none hangs."""
     _outcome, server = asyncio.run(_run(name, script))
     assert server.requests  # the call reached the server: the fuzzing was not vacuous
+    # A billed create is sent again only after an answer saying nothing was done (429, 503;
+    # 455 for the asset provider); never after a redirect, a broken or an unreadable answer.
+    creates = [
+        i
+        for i, line in enumerate(server.requests)
+        if line.startswith(b"POST ") and not line.startswith(b"POST /v1/files")
+    ]
+    for i in creates[1:]:
+        before = script[min(i, len(script)) - 1].head.split(b"\r\n", 1)[0]
+        assert before.split(b" ")[1:2] in ([b"429"], [b"503"], [b"455"]), (i, before)

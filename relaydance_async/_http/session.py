@@ -158,7 +158,10 @@ def redirect_error(
     Following could carry the key to another host, or turn a submit into a GET of something else.
     """
     location = get_header(headers, "location") or ""
-    target = url_for_display(urllib.parse.urljoin(url, location)) if location else "nowhere"
+    try:
+        target = url_for_display(urllib.parse.urljoin(url, location)) if location else "nowhere"
+    except ValueError:  # the server's Location is no URL at all ("http://[::1")
+        target = "<unparseable URL>"
     return exc.APIStatusError(
         f"the server answered {status} redirecting to {target}; API calls never follow "
         "redirects (check base_url)",
