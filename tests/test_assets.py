@@ -26,9 +26,7 @@ from relaydance_async.exceptions import (
     TaskTimeoutError,
     UnprocessableEntityError,
 )
-from relaydance_async.testing import Emulator, EmulatorConfig
-from relaydance_async.testing._assets import AssetStore, assets_of
-from relaydance_async.testing._wavespeed import wavespeed_of
+from relaydance_async.testing import AssetStore, Emulator, EmulatorConfig
 from tests._media_files import make_image, make_wav
 
 pytestmark = pytest.mark.anyio
@@ -56,7 +54,7 @@ async def client(emu: Emulator) -> AsyncIterator[rd.AsyncRelayDance]:
 @pytest.fixture
 def store(emu: Emulator) -> AssetStore:
     """The emulator's asset provider state (knobs and injected statuses)."""
-    return assets_of(emu.state)
+    return emu.assets
 
 
 @pytest.fixture
@@ -92,11 +90,11 @@ async def test_asset_hosted_on_wavespeed(
     emu: Emulator, client: rd.AsyncRelayDance, assets: AssetClient, tmp_path: Path
 ) -> None:
     """The reviewer may fetch the file from WaveSpeed instead: same flow, other host."""
-    host = WaveSpeedHost(api_key=wavespeed_of(emu.state).key, base_url=emu.origin)
+    host = WaveSpeedHost(api_key=emu.wavespeed.key, base_url=emu.origin)
     voice = make_wav(tmp_path / "voice.wav", 3)
     asset = await (await assets.upload(voice, host=host))
     assert (asset.status, asset.asset_type) == (AssetStatus.ACTIVE, "Audio")
-    assert wavespeed_of(emu.state).uploads == 1
+    assert emu.wavespeed.uploads == 1
     assert emu.counters.files_uploaded == 0
 
 
@@ -282,15 +280,15 @@ async def test_batch_hooks_review_and_named_host(
     emu: Emulator, client: rd.AsyncRelayDance, tmp_path: Path
 ) -> None:
     """The batch hooks: a named host and review_reference use what the client was given."""
+    from relaydance_async._cli.common import connect_emulator_media
     from relaydance_async.assets import review_reference
-    from relaydance_async.testing._assets import connect_media
 
-    connect_media(client, emu.state)
+    connect_emulator_media(client, emu)
     uploaded = await client.files.upload(make_image(tmp_path / "a.png", 400, 400), host="wavespeed")
     assert uploaded.host == "wavespeed"
     reference = await review_reference(client, uploaded.url, "first_frame", None)
     assert reference.startswith("asset://asset-")
-    assert assets_of(emu.state).assets[reference[len("asset://") :]].name == "a.png"
+    assert emu.assets.assets[reference[len("asset://") :]].name == "a.png"
     with pytest.raises(RequestValidationError, match="role"):
         await review_reference(client, uploaded.url, "poster", None)
 

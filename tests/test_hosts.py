@@ -24,7 +24,6 @@ from relaydance_async.exceptions import (
     RequestTooLargeError,
 )
 from relaydance_async.testing import Emulator, EmulatorConfig
-from relaydance_async.testing._wavespeed import wavespeed_of
 from tests._media_files import make_image, make_video
 
 pytestmark = pytest.mark.anyio
@@ -49,7 +48,7 @@ async def client(emu: Emulator) -> AsyncIterator[rd.AsyncRelayDance]:
 
 
 def _host(emu: Emulator, check: str | None = "wavespeed") -> WaveSpeedHost:
-    return WaveSpeedHost(api_key=wavespeed_of(emu.state).key, base_url=emu.origin, check=check)
+    return WaveSpeedHost(api_key=emu.wavespeed.key, base_url=emu.origin, check=check)
 
 
 async def test_wavespeed_url_is_accepted_by_a_relaydance_submit(
@@ -68,7 +67,7 @@ async def test_wavespeed_url_is_accepted_by_a_relaydance_submit(
         references=[rd.ImageRef(uploaded)],
     )
     assert task.status is rd.TaskStatus.SUCCEEDED
-    assert wavespeed_of(emu.state).uploads == 1
+    assert emu.wavespeed.uploads == 1
 
 
 async def test_wavespeed_streams_every_source_kind_with_progress(
@@ -90,7 +89,7 @@ async def test_wavespeed_streams_every_source_kind_with_progress(
 
     from_iter = await host.upload(client.requester, chunks(), filename="voice.mp3")
     assert [f.size for f in (from_bytes, from_file, from_iter)] == [5000, 5000, 5000]
-    assert wavespeed_of(emu.state).bytes_uploaded == 15000
+    assert emu.wavespeed.bytes_uploaded == 15000
 
 
 async def test_media_check_runs_before_any_byte_is_sent(

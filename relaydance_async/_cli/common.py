@@ -229,13 +229,26 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[Any]:
             raise UsageError(f"{exc} (check --api-key and --base-url)") from None
         opened = await stack.enter_async_context(client)
         if emulator is not None:
-            # The embedded emulator also plays the WaveSpeed host and the asset reviewer.
-            from relaydance_async.testing._assets import connect_media
-
-            connect_media(opened, emulator.state)
+            connect_emulator_media(opened, emulator)
         else:
             _install_keys(opened, args)
         yield opened
+
+
+def connect_emulator_media(client: Any, emulator: Any) -> None:
+    """Point a client's WaveSpeed host and asset API at an emulator (``--emulator``).
+
+    The embedded emulator also plays the WaveSpeed host and the asset reviewer; ``upload
+    --host`` and asset review look these up before building them from the environment.
+    """
+    from relaydance_async import AssetClient, AssetProvider, WaveSpeedHost
+
+    client.media_hosts["wavespeed"] = WaveSpeedHost(
+        api_key=emulator.wavespeed_api_key, base_url=emulator.wavespeed_url
+    )
+    client.assets = AssetClient(
+        client, api_key=emulator.asset_api_key, provider=AssetProvider(base_url=emulator.asset_url)
+    )
 
 
 def _install_keys(client: Any, args: argparse.Namespace) -> None:

@@ -23,6 +23,7 @@ from relaydance_async._cli.common import (
     Output,
     UsageError,
     check_keys,
+    connect_emulator_media,
     error,
     open_client,
 )
@@ -67,7 +68,6 @@ async def _assets(args: argparse.Namespace) -> AsyncIterator[AssetClient]:
         emulator = None
         if getattr(args, "emulator", False):
             from relaydance_async.testing import Emulator, EmulatorConfig
-            from relaydance_async.testing._assets import connect_media
 
             emulator = await stack.enter_async_context(
                 Emulator(EmulatorConfig(speed=args.emulator_speed, failure_rate=0.0))
@@ -76,7 +76,7 @@ async def _assets(args: argparse.Namespace) -> AsyncIterator[AssetClient]:
             args.emulator, args.api_key, args.base_url = False, emulator.api_key, emulator.url
         client = await stack.enter_async_context(open_client(args))
         if emulator is not None:
-            connect_media(client, emulator.state)
+            connect_emulator_media(client, emulator)
         yield asset_client_for(client)
 
 

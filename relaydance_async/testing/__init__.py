@@ -28,13 +28,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._assets import AssetRecord, AssetStore
     from ._clock import Clock
     from ._config import EmulatorConfig, Faults, RateLimit
     from ._counters import Counters
     from ._server import Emulator, TaskView, emulator_in_thread
     from ._standalone import main
+    from ._wavespeed import WaveSpeedStore
 
 __all__ = [
+    "AssetRecord",
+    "AssetStore",
     "Clock",
     "Counters",
     "Emulator",
@@ -42,11 +46,14 @@ __all__ = [
     "Faults",
     "RateLimit",
     "TaskView",
+    "WaveSpeedStore",
     "emulator_in_thread",
     "main",
 ]
 
 _WHERE = {
+    "AssetRecord": "._assets",
+    "AssetStore": "._assets",
     "Clock": "._clock",
     "Counters": "._counters",
     "Emulator": "._server",
@@ -54,6 +61,7 @@ _WHERE = {
     "Faults": "._config",
     "RateLimit": "._config",
     "TaskView": "._server",
+    "WaveSpeedStore": "._wavespeed",
     "emulator_in_thread": "._server",
     "main": "._standalone",
 }

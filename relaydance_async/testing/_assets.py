@@ -23,9 +23,10 @@ from urllib.parse import urlsplit
 import attrs
 from aiohttp import web
 
+from . import _limits
 from ._http import Handler, error_response, json_response, register
 from ._state import STATE_KEY, ApiKey, EmulatorState
-from ._wavespeed import stored_file, wavespeed_of
+from ._wavespeed import stored_file
 
 UPLOAD_PATH = "/api/v1/client/job/asset-upload"
 INFO_PATH = "/api/v1/client/job/asset-info"
@@ -179,6 +180,11 @@ def _review(store: AssetStore, state: EmulatorState, asset_type: str, url: str) 
             return "asset_url could not be fetched"
         if not stored.content_type.startswith(ASSET_TYPES[asset_type]):
             return f"asset_type {asset_type} does not match the file ({stored.content_type})"
+        problem = _limits.asset_problem(
+            asset_type.lower(), stored.filename, stored.size, stored.path
+        )
+        if problem is not None:
+            return f"The asset does not meet the media requirements: {problem}"
     if store.rejection_rate > 0 and store.rng.random() < store.rejection_rate:
         return "The asset did not pass review"
     return None
@@ -292,20 +298,3 @@ def add_routes(app: web.Application, state: EmulatorState) -> None:
     register(app, "POST", UPLOAD_PATH, upload, scope="assets", auth=_auth)
     register(app, "GET", INFO_PATH, info, scope="assets", auth=_auth)
     app.middlewares.append(_gate(store, state))
-
-
-def connect_media(client: Any, state: EmulatorState) -> None:
-    """Point a client's WaveSpeed host and asset API at this emulator (CLI ``--emulator``).
-
-    Sets ``client.media_hosts["wavespeed"]`` and ``client.assets``, which ``upload --host`` and
-    asset review look up before building them from the environment.
-    """
-    from relaydance_async._client.hosts import WaveSpeedHost
-    from relaydance_async.assets import AssetClient, AssetProvider
-
-    client.media_hosts["wavespeed"] = WaveSpeedHost(
-        api_key=wavespeed_of(state).key, base_url=state.origin
-    )
-    client.assets = AssetClient(
-        client, api_key=assets_of(state).key, provider=AssetProvider(base_url=state.origin)
-    )

@@ -56,8 +56,11 @@ async def _parse_json(request: web.Request) -> Any | web.Response:
 # files -----------------------------------------------------------------------------------------
 
 
-async def _store_part(state: EmulatorState, part: BodyPartReader) -> StoredFile:
-    limit = state.config.max_upload_bytes
+async def _store_part(
+    state: EmulatorState, part: BodyPartReader, limit: int | None = None
+) -> StoredFile:
+    if limit is None:
+        limit = state.config.max_upload_bytes
     file_id = state.new_id("file")
     filename = _safe_name(part.filename)
     folder = state.ensure_upload_dir() / file_id

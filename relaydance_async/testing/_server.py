@@ -11,12 +11,14 @@ import attrs
 from aiohttp import web
 
 from . import _admin, _assets, _relaydance, _wavespeed
+from ._assets import AssetStore, assets_of
 from ._clock import Clock
 from ._config import EmulatorConfig, Faults, RateLimit
 from ._counters import Counters
 from ._http import emulator_middleware
 from ._state import DEFAULT, STATE_KEY, EmulatorState, _Default
 from ._tasks import Task
+from ._wavespeed import WaveSpeedStore, wavespeed_of
 from ._webhooks import WebhookDispatcher
 
 
@@ -153,6 +155,53 @@ class Emulator:
     def url(self) -> str:
         """``http://127.0.0.1:PORT/v1``: the base URL to hand a client."""
         return f"{self.state.origin}/v1"
+
+    @property
+    def wavespeed(self) -> WaveSpeedStore:
+        """The emulated WaveSpeed account: its key, stored uploads and upload counters."""
+        return wavespeed_of(self.state)
+
+    @property
+    def wavespeed_api_key(self) -> str:
+        """The key WaveSpeed's upload route accepts (``WAVESPEED_API_KEY``)."""
+        return self.wavespeed.key
+
+    @property
+    def wavespeed_url(self) -> str:
+        """The WaveSpeed API root to hand a media host (``WAVESPEED_BASE_URL``): the origin."""
+        return self.state.origin
+
+    @property
+    def assets(self) -> AssetStore:
+        """The emulated asset reviewer: its key, knobs (review time, rejections), assets."""
+        return assets_of(self.state)
+
+    @property
+    def asset_api_key(self) -> str:
+        """The ``x-api-key`` the asset-review routes accept (``SEEDANCE_ASSET_API_KEY``)."""
+        return self.assets.key
+
+    @property
+    def asset_url(self) -> str:
+        """The asset-review API root (``SEEDANCE_ASSET_BASE_URL``): the origin."""
+        return self.state.origin
+
+    def environment(self) -> dict[str, str]:
+        """Every key and base URL this emulator serves, under the variables clients read.
+
+        ``RELAYDANCE_BASE_URL``/``RELAYDANCE_API_KEY``, ``WAVESPEED_BASE_URL``/
+        ``WAVESPEED_API_KEY`` and ``SEEDANCE_ASSET_BASE_URL``/``SEEDANCE_ASSET_API_KEY``:
+        export them (``relaydance emulator`` prints them) and code written for the real
+        services talks to the emulator unchanged.
+        """
+        return {
+            "RELAYDANCE_BASE_URL": self.url,
+            "RELAYDANCE_API_KEY": self.api_key,
+            "WAVESPEED_BASE_URL": self.wavespeed_url,
+            "WAVESPEED_API_KEY": self.wavespeed_api_key,
+            "SEEDANCE_ASSET_BASE_URL": self.asset_url,
+            "SEEDANCE_ASSET_API_KEY": self.asset_api_key,
+        }
 
     @property
     def counters(self) -> Counters:

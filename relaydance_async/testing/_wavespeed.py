@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import mimetypes
 import secrets
-from pathlib import Path
 from typing import Any
 
 import attrs
 from aiohttp import BodyPartReader, web
 
-from relaydance_async.media.rules import WAVESPEED_RULES, MediaKind
-
+from . import _limits
 from ._http import json_response, register
 from ._relaydance import _safe_name, _store_part, _TooLarge
 from ._state import STATE_KEY, ApiKey, EmulatorState, StoredFile
@@ -66,22 +64,23 @@ def _auth(request: web.Request, state: EmulatorState) -> ApiKey | web.Response:
     return ApiKey(store.key, "wavespeed", None, None)
 
 
-def _kind(filename: str) -> MediaKind | None:
-    return WAVESPEED_RULES.kind_of(Path(filename).suffix.lower().lstrip("."))
+def _kind(filename: str) -> str | None:
+    return _limits.wavespeed_kind(filename)
 
 
 async def upload(request: web.Request) -> web.StreamResponse:
     """``POST /api/v3/media/upload/binary``: 400 bad format, 401 bad key, 413 too large."""
     state = request.app[STATE_KEY]
     store = wavespeed_of(state)
-    limit = state.config.max_upload_bytes
+    # WaveSpeed's own ceiling (API.md §2), unless the emulator is configured lower still.
+    limit = min(state.config.max_upload_bytes, _limits.WAVESPEED[_limits.VIDEO].max_bytes or 0)
     declared = request.content_length
     if declared is not None and declared > limit + _MULTIPART_SLACK:
         return envelope_error(413, f"File too large (limit {limit} bytes)")
     if request.content_type != "multipart/form-data":
         return envelope_error(400, "Send multipart/form-data with the field 'file'")
     stored: StoredFile | None = None
-    kind: MediaKind | None = None
+    kind: str | None = None
     try:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
@@ -90,7 +89,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
                 if kind is None:
                     await part.release()
                     return envelope_error(400, "Invalid file or format not supported")
-                stored = await _store_part(state, part)
+                stored = await _store_part(state, part, limit)
             else:
                 await part.release()
     except _TooLarge:
@@ -105,7 +104,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
     store.uploads += 1
     store.bytes_uploaded += stored.size
     data: dict[str, Any] = {
-        "type": kind.value,
+        "type": kind,
         "download_url": f"{state.origin}{DOWNLOAD_PREFIX}/{stored.file_id}/{stored.filename}",
         "filename": stored.filename,
         "size": stored.size,

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from relaydance_async.testing import Emulator, EmulatorConfig
-from relaydance_async.testing._assets import INFO_PATH, UPLOAD_PATH, assets_of
+from relaydance_async.testing._assets import INFO_PATH, UPLOAD_PATH
 
 pytestmark = pytest.mark.anyio
 
@@ -33,7 +33,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def _create(
     emu: Emulator, http: aiohttp.ClientSession, body: Any, key: str | None = None
 ) -> tuple[int, dict[str, Any]]:
-    headers = {"x-api-key": assets_of(emu.state).key if key is None else key}
+    headers = {"x-api-key": emu.assets.key if key is None else key}
     async with http.post(emu.origin + UPLOAD_PATH, json=body, headers=headers) as response:
         return response.status, await response.json()
 
@@ -41,7 +41,7 @@ async def _create(
 async def _info(
     emu: Emulator, http: aiohttp.ClientSession, asset_id: str
 ) -> tuple[int, dict[str, Any]]:
-    headers = {"x-api-key": assets_of(emu.state).key}
+    headers = {"x-api-key": emu.assets.key}
     async with http.get(
         emu.origin + INFO_PATH, params={"asset_id": asset_id}, headers=headers
     ) as response:
@@ -70,7 +70,7 @@ async def test_review_moves_processing_to_active_on_the_clock(
     emu.clock.advance(1)
     _, done = await _info(emu, http, asset_id)
     assert done["data"]["Status"] == "Active"
-    assert assets_of(emu.state).polls == 3
+    assert emu.assets.polls == 3
 
 
 async def test_timestamps_come_as_iso_and_epoch(emu: Emulator, http: aiohttp.ClientSession) -> None:
@@ -85,7 +85,7 @@ async def test_timestamps_come_as_iso_and_epoch(emu: Emulator, http: aiohttp.Cli
 
 async def test_rejection_rate_fails_reviews(emu: Emulator, http: aiohttp.ClientSession) -> None:
     """With rejection_rate 1, every review ends Failed with a reason."""
-    assets_of(emu.state).rejection_rate = 1.0
+    emu.assets.rejection_rate = 1.0
     _, created = await _create(emu, http, _body())
     emu.clock.advance(30)
     _, info = await _info(emu, http, created["data"]["AssetId"])
@@ -135,7 +135,7 @@ async def test_unknown_asset_is_404_and_bad_key_401(
 @pytest.mark.parametrize("code", [402, 429, 455, 500, 501, 505])
 async def test_injected_statuses(emu: Emulator, http: aiohttp.ClientSession, code: int) -> None:
     """Injected statuses answer once each, in the envelope, then the route works again."""
-    assets_of(emu.state).inject(code)
+    emu.assets.inject(code)
     status, answer = await _create(emu, http, _body())
     assert (status, answer["code"]) == (code, code)
     assert answer["message"]
@@ -145,7 +145,7 @@ async def test_injected_statuses(emu: Emulator, http: aiohttp.ClientSession, cod
 
 async def test_errors_inside_http_200(emu: Emulator, http: aiohttp.ClientSession) -> None:
     """With http_errors off, errors arrive as HTTP 200 carrying the code in the envelope."""
-    store = assets_of(emu.state)
+    store = emu.assets
     store.http_errors = False
     store.inject(455)
     status, answer = await _create(emu, http, _body())

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from relaydance_async.testing import Emulator, EmulatorConfig
-from relaydance_async.testing._wavespeed import UPLOAD_PATH, wavespeed_of
+from relaydance_async.testing._wavespeed import UPLOAD_PATH
 
 pytestmark = pytest.mark.anyio
 
@@ -36,7 +36,7 @@ def _form(data: bytes, filename: str, field: str = "file") -> aiohttp.FormData:
 async def _upload(
     emu: Emulator, http: aiohttp.ClientSession, form: aiohttp.FormData, key: str | None = None
 ) -> tuple[int, dict[str, object]]:
-    token = wavespeed_of(emu.state).key if key is None else key
+    token = emu.wavespeed.key if key is None else key
     async with http.post(
         emu.origin + UPLOAD_PATH, data=form, headers={"Authorization": f"Bearer {token}"}
     ) as response:
@@ -55,7 +55,7 @@ async def test_upload_answers_the_documented_envelope(
     assert isinstance(data, dict)
     assert (data["type"], data["filename"], data["size"]) == ("image", "face.png", 10)
     assert str(data["download_url"]).startswith(emu.origin + "/wavespeed/media/")
-    assert wavespeed_of(emu.state).uploads == 1
+    assert emu.wavespeed.uploads == 1
 
 
 async def test_download_url_serves_the_bytes_with_range(
@@ -102,7 +102,7 @@ async def test_upload_errors(
     assert code == status
     assert body["code"] == status
     assert body["data"] is None
-    assert wavespeed_of(emu.state).uploads == 0
+    assert emu.wavespeed.uploads == 0
 
 
 async def test_wrong_key_is_401_and_relaydance_key_does_not_work(
@@ -118,5 +118,5 @@ async def test_wrong_key_is_401_and_relaydance_key_does_not_work(
 def test_store_repr_hides_the_key() -> None:
     """The WaveSpeed store's repr never shows its key."""
     emulator = Emulator(EmulatorConfig(speed=None))
-    store = wavespeed_of(emulator.state)
+    store = emulator.wavespeed
     assert store.key not in repr(store)
