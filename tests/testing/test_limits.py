@@ -9,8 +9,7 @@ import aiohttp
 import pytest
 
 from relaydance_async.media.rules import ASSET_RULES, WAVESPEED_RULES, MediaKind
-from relaydance_async.testing import Emulator, EmulatorConfig
-from relaydance_async.testing import _limits
+from relaydance_async.testing import Emulator, EmulatorConfig, _limits
 from relaydance_async.testing._assets import INFO_PATH, UPLOAD_PATH
 from tests._media_files import make_image
 
@@ -68,11 +67,11 @@ async def emu() -> AsyncIterator[Emulator]:
         yield emulator
 
 
-async def _review(emu: Emulator, image: Path) -> dict[str, str]:
-    """Upload ``image`` to the emulator's /v1/files, review it as an asset, return the info."""
+async def _review(emu: Emulator, name: str, image: bytes) -> dict[str, str]:
+    """Upload ``image`` to /v1/files, review it as an asset named ``name``, return the info."""
     async with aiohttp.ClientSession() as http:
         form = aiohttp.FormData()
-        form.add_field("file", image.read_bytes(), filename=image.name, content_type="image/png")
+        form.add_field("file", image, filename=name, content_type="image/png")
         headers = {"Authorization": f"Bearer {emu.api_key}"}
         async with http.post(emu.url + "/files", data=form, headers=headers) as response:
             url = (await response.json())["url"]
@@ -92,8 +91,10 @@ async def test_review_refuses_an_image_outside_the_documented_sides(
     emu: Emulator, tmp_path: Path
 ) -> None:
     """A hosted 200x200 image fails review naming the side rule; a 600x800 one passes."""
-    small = await _review(emu, make_image(tmp_path / "small.png", 200, 200))
+    small_png = make_image(tmp_path / "small.png", 200, 200).read_bytes()
+    good_png = make_image(tmp_path / "good.png", 600, 800).read_bytes()
+    small = await _review(emu, "small.png", small_png)
     assert small["Status"] == "Failed"
     assert "each side must be in (300, 6000)" in small["FailReason"]
-    good = await _review(emu, make_image(tmp_path / "good.png", 600, 800))
+    good = await _review(emu, "good.png", good_png)
     assert good["Status"] == "Active"
