@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import attrs
 from aiohttp import web
@@ -23,8 +23,12 @@ from ._config import EmulatorConfig, Faults, RateLimit
 from ._counters import Counters
 from ._tasks import PLAIN, Task, Variants
 
-if TYPE_CHECKING:
-    from ._webhooks import WebhookDispatcher
+
+class WebhookScheduler(Protocol):
+    """What the routes need from webhook delivery (the dispatcher imports this module)."""
+
+    def schedule(self, task: Task) -> None:
+        """Deliver ``task``'s final state to its callback URL when it ends."""
 
 
 #: The buckets' real-time clock (a module attribute so tests can substitute a fake one).
@@ -111,7 +115,7 @@ class EmulatorState:
         self._ids = itertools.count(1)
         self.origin = "http://127.0.0.1"
         self.upload_dir: Path | None = None
-        self.webhooks: WebhookDispatcher | None = None
+        self.webhooks: WebhookScheduler | None = None
 
     # keys -------------------------------------------------------------------------------------
 
