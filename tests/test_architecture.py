@@ -7,9 +7,9 @@ is still a cycle in the design). Dynamic imports (``importlib.import_module``) a
 Rules:
 
 - no cycles between modules;
-- arrows point one way by layer: models/exceptions -> _sansio -> transport/_http -> media ->
-  _client -> assets/webhooks/batch/coordination -> the package's front door (``__init__``) ->
-  _cli; a module may import its own layer or a lower one, never a higher one;
+- arrows point one way by layer: models/exceptions -> _sansio -> transport/clock/_http ->
+  media/coordination -> _client -> assets/webhooks/batch -> the package's front door
+  (``__init__``) -> _cli; a module may import its own layer or a lower one, never a higher one;
 - the emulator (``testing``) stands apart: it imports only public names of the library, and no
   library module imports it except the CLI (public names only); its pytest plugin lives inside;
 - the sans-I/O core imports no asyncio, anyio, aiohttp, socket, os or time.
@@ -36,13 +36,17 @@ LAYERS: dict[str, int] = {
     "exceptions": 0,
     "_sansio": 1,
     "transport": 2,
+    "clock": 2,  # the injected clock: a seam beside the transport (it may sleep)
     "_http": 2,
     "media": 3,
+    # TEAM.md lists coordination beside assets/webhooks/batch, but it holds the seams the client
+    # is built on (budget, timing store, completion router, leases): the client imports it and
+    # it imports nothing above _http, so it sits below the client.
+    "coordination": 3,
     "_client": 4,
     "assets": 5,
     "webhooks": 5,
     "batch": 5,
-    "coordination": 5,
     "": 6,  # the package's __init__: the public front door re-exports everything below
     "_cli": 7,
     "__main__": 7,
@@ -79,7 +83,6 @@ KNOWN_VIOLATIONS: frozenset[str] = frozenset(
         "cycle: assets -> _http.envelope",
         "layer: _client.client (4) -> __init__ (6)",
         "layer: _client.client (4) -> assets (5)",
-        "layer: _client.client (4) -> webhooks (5)",
         # On those cycles only because the modules they import are (they go with them).
         "cycle: __init__ -> _client.client",
         "cycle: __init__ -> _client.hosts",
