@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._clock import Clock
     from ._config import EmulatorConfig, Faults, RateLimit
     from ._counters import Counters
+    from ._foreign import ForeignOrigin, ForeignRequest
     from ._server import Emulator, TaskView, emulator_in_thread
     from ._standalone import main
     from ._wavespeed import WaveSpeedStore
@@ -44,6 +45,8 @@ __all__ = [
     "Emulator",
     "EmulatorConfig",
     "Faults",
+    "ForeignOrigin",
+    "ForeignRequest",
     "RateLimit",
     "TaskView",
     "WaveSpeedStore",
@@ -59,6 +62,8 @@ _WHERE = {
     "Emulator": "._server",
     "EmulatorConfig": "._config",
     "Faults": "._config",
+    "ForeignOrigin": "._foreign",
+    "ForeignRequest": "._foreign",
     "RateLimit": "._config",
     "TaskView": "._server",
     "WaveSpeedStore": "._wavespeed",

@@ -23,9 +23,31 @@ def _scope(instance: object, attribute: attrs.Attribute[tuple[str, ...]], value:
         raise ValueError(f"unknown fault scope(s) {sorted(unknown)}; known: {list(SCOPES)}")
 
 
-def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if value < 0:
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+def _redirect_status(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value not in (301, 302, 303, 307, 308):
+        raise ValueError(f"{attribute.name} must be 301, 302, 303, 307 or 308, got {value!r}")
+
+
+def _error_status(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if not 400 <= value <= 599:
+        raise ValueError(f"{attribute.name} must be an error status (400-599), got {value!r}")
+
+
+def _optional_url(instance: object, attribute: attrs.Attribute[str | None], value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ValueError(f"{attribute.name} must be an http(s) URL or None, got {value!r}")
 
 
 def _floats(values: Any) -> tuple[float, ...]:
@@ -41,7 +63,11 @@ class Faults:
     """Fault-injection knobs: each is the probability that one answer (or delivery) is affected.
 
     Every probability defaults to 0.0, so ``Faults()`` is a well-behaved server. The answer
-    variants reproduce what the open-source gateway RelayDance runs on has been seen to send.
+    variants reproduce what the open-source gateway RelayDance runs on has been seen to send;
+    the hostile knobs (``redirect`` to ``other_task``) what a broken or malicious server, proxy
+    or network can send. A few knobs are settings of another (``latency_seconds``,
+    ``redirect_status``, ``redirect_url``, ``echo_key_status``, ``huge_body_bytes``,
+    ``drip_rate``) rather than probabilities.
     """
 
     error_500: float = _probability_field()
@@ -80,6 +106,40 @@ class Faults:
     """Deliver a successful webhook a second time."""
     webhook_drop: float = _probability_field()
     """Silently never deliver a task's webhook."""
+    # Hostile answers (what a broken or malicious server, proxy or network sends) ------------
+    redirect: float = _probability_field()
+    """Answer a redirect to another origin before processing (nothing is created): the
+    emulator's foreign origin (``Emulator.foreign``, same path and query) or ``redirect_url``."""
+    redirect_status: int = attrs.field(default=302, converter=int, validator=_redirect_status)
+    """The redirect's status: 301, 302, 303, 307 or 308."""
+    redirect_url: str | None = attrs.field(default=None, validator=_optional_url)
+    """Where redirects point: an origin (the request's path and query are appended) or a full
+    URL; None is the emulator's own foreign origin, which records what it receives."""
+    echo_key: float = _probability_field()
+    """Answer an error before processing whose message quotes the key the request presented
+    (bearer token or ``x-api-key``), verbatim."""
+    echo_key_status: int = attrs.field(default=401, converter=int, validator=_error_status)
+    """The status of that error (401 by default; 500 is the other case seen in the wild)."""
+    wrong_content_type: float = _probability_field()
+    """Replace a successful answer by a 200 HTML page (``text/html``; a captive portal): a clip
+    download then holds no media at all."""
+    endless_body: float = _probability_field()
+    """Send a successful answer's body, then padding without end (chunked, no length; JSON is
+    padded with whitespace, so it stays valid JSON however much is read)."""
+    huge_body: float = _probability_field()
+    """Pad a successful answer's body to ``huge_body_bytes`` (with an honest length)."""
+    huge_body_bytes: int = attrs.field(
+        default=100 * 1024 * 1024, converter=int, validator=_non_negative
+    )
+    """The size of a huge body, in bytes (100 MiB)."""
+    drip: float = _probability_field()
+    """Send a successful answer at ``drip_rate`` bytes per real second (with ``endless_body`` or
+    ``huge_body``, the padding drips too)."""
+    drip_rate: float = attrs.field(default=1.0, converter=float, validator=_positive)
+    """Bytes per real second of a dripped answer (1.0)."""
+    other_task: float = _probability_field()
+    """Answer a task read with another task: another task of the same key when there is one,
+    else this one under an id the emulator never issued."""
     scope: tuple[str, ...] = attrs.field(default=SCOPES, converter=tuple, validator=_scope)
     """Endpoint groups the answer faults apply to (``upload``, ``submit``, ``poll``, ``models``,
     ``images``, ``download``, ``webhook``, ``assets``); webhook drop/duplicate ignore it."""

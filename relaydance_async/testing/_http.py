@@ -18,6 +18,7 @@ import anyio
 import attrs
 from aiohttp import web
 
+from . import _hostile
 from ._state import STATE_KEY, ApiKey, EmulatorState
 
 log = logging.getLogger("relaydance_async.testing")
@@ -183,6 +184,14 @@ async def _guarded(request: web.Request, handler: Handler, info: RouteInfo) -> w
             response.headers["Retry-After"] = "1"
             response.headers["retry-after-ms"] = "1000"
             return response
+        if state.roll(faults.redirect):
+            counters.faults_injected += 1
+            target = faults.redirect_url or state.foreign_origin
+            return _hostile.redirect(request, faults.redirect_status, target)
+        if state.roll(faults.echo_key):
+            counters.faults_injected += 1
+            message = _hostile.echo_message(request)
+            return error_response(faults.echo_key_status, message, "invalid_api_key")
     if info.auth is not None:
         outcome = info.auth(request, state)
         if isinstance(outcome, web.Response):
@@ -203,7 +212,38 @@ async def _guarded(request: web.Request, handler: Handler, info: RouteInfo) -> w
             return error_response(
                 500, "Upstream error after processing (injected).", "server_error"
             )
+        return await _hostile_body(request, state, answer)
     return answer
+
+
+async def _hostile_body(
+    request: web.Request, state: EmulatorState, answer: web.StreamResponse
+) -> web.StreamResponse:
+    """The body-level hostile knobs, applied to a successful answer."""
+    faults = state.faults
+    if not (faults.wrong_content_type or faults.endless_body or faults.huge_body or faults.drip):
+        return answer
+    if state.roll(faults.wrong_content_type):
+        state.counters.faults_injected += 1
+        return _hostile.wrong_content_type(answer)
+    endless = state.roll(faults.endless_body)
+    huge = not endless and state.roll(faults.huge_body)
+    drip = state.roll(faults.drip)
+    if not (endless or huge or drip):
+        return answer
+    body = _hostile.body_of(answer)
+    if body is None:
+        return answer
+    state.counters.faults_injected += 1
+    if endless:
+        total = None
+    elif huge:
+        total = faults.huge_body_bytes
+    else:
+        total = len(body)
+    return await _hostile.stream(
+        request, answer, body, total=total, rate=faults.drip_rate if drip else None
+    )
 
 
 @web.middleware
@@ -211,6 +251,7 @@ async def emulator_middleware(request: web.Request, handler: Handler) -> web.Str
     """Give every answer a request id, faults where scoped, and a documented error shape."""
     state = request.app[STATE_KEY]
     request_id = state.request_id()
+    _hostile.begin(request_id)
     info = request.app[ROUTES_KEY].get(request.match_info.handler)
     response: web.StreamResponse
     try:

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import attrs
 from aiohttp import BodyPartReader, web
 
-from . import _rules
+from . import _hostile, _rules
 from ._catalog import ALL_MODEL_IDS, model_entry
 from ._http import bearer_auth, error_response, json_response, key_of, register
 from ._state import STATE_KEY, EmulatorState, StoredFile
-from ._tasks import UPPER, Status, draw_task, render_task
+from ._tasks import UPPER, Status, Task, draw_task, render_task
 
 _DATA = resources.files("relaydance_async.testing") / "data"
 CLIP_PATH = Path(str(_DATA / "clip.mp4"))
@@ -138,6 +139,7 @@ async def download_file(request: web.Request) -> web.StreamResponse:
     if stored is None or request.match_info["name"] != stored.filename:
         return error_response(404, "No such file.", "file_not_found")
     state.counters.downloads += 1
+    _hostile.serving_file(stored.path)
     return web.FileResponse(stored.path, headers={"Content-Type": stored.content_type})
 
 
@@ -227,14 +229,26 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
             return error_response(400, "task_not_exist", "task_not_exist")
         return error_response(404, "No task with this id for this key.", "task_not_found")
     counters.polls_by_task[task_id] = counters.polls_by_task.get(task_id, 0) + 1
+    shown = task
+    if "poll" in state.faults.scope and state.roll(state.faults.other_task):
+        counters.faults_injected += 1
+        shown = _other_task(state, task)
     body = render_task(
-        task,
+        shown,
         state.clock.now(),
         epoch=state.epoch,
-        clip_url=f"{state.origin}/clips/{task_id}.mp4",
+        clip_url=f"{state.origin}/clips/{shown.task_id}.mp4",
         variants=state.variants("poll"),
     )
     return json_response(body)
+
+
+def _other_task(state: EmulatorState, task: Task) -> Task:
+    """Another task of the same key, or this one under an id the emulator never issued."""
+    for other in reversed(state.tasks.values()):
+        if other.key_id == task.key_id and other.task_id != task.task_id:
+            return other
+    return attrs.evolve(task, task_id=state.new_id("task"))
 
 
 async def download_clip(request: web.Request) -> web.StreamResponse:
@@ -249,6 +263,7 @@ async def download_clip(request: web.Request) -> web.StreamResponse:
     if ttl is not None and now > task.end + ttl:
         return error_response(403, "This clip URL has expired; read the task again.", "url_expired")
     state.counters.downloads += 1
+    _hostile.serving_file(CLIP_PATH)
     return web.FileResponse(CLIP_PATH, headers={"Content-Type": "video/mp4"})
 
 
@@ -291,6 +306,7 @@ async def download_image(request: web.Request) -> web.StreamResponse:
     if not (name.startswith("img_") and name.endswith(".png")):
         return error_response(404, "No image here.", "image_not_found")
     state.counters.downloads += 1
+    _hostile.serving_file(IMAGE_PATH)
     return web.FileResponse(IMAGE_PATH, headers={"Content-Type": "image/png"})
 
 

@@ -15,6 +15,7 @@ from ._assets import AssetStore, assets_of
 from ._clock import Clock
 from ._config import EmulatorConfig, Faults, RateLimit
 from ._counters import Counters
+from ._foreign import ForeignOrigin
 from ._http import emulator_middleware
 from ._state import DEFAULT, STATE_KEY, EmulatorState, _Default
 from ._tasks import Task
@@ -90,6 +91,7 @@ class Emulator:
         self.api_key = self.state.add_key(key=api_key)
         self._runner: web.AppRunner | None = None
         self._webhooks: WebhookDispatcher | None = None
+        self._foreign = ForeignOrigin()
 
     def __repr__(self) -> str:
         where = self.origin if self._runner is not None else "not started"
@@ -127,10 +129,13 @@ class Emulator:
             self.state.origin = (self.config.public_origin or f"http://{host}:{self.port}").rstrip(
                 "/"
             )
+            await self._foreign.start()
+            self.state.foreign_origin = self._foreign.origin
             self._webhooks = WebhookDispatcher(self.state)
             await self._webhooks.start()
             self.state.webhooks = self._webhooks
         except BaseException:
+            await self._foreign.aclose()
             await runner.cleanup()
             raise
         self._runner = runner
@@ -144,6 +149,7 @@ class Emulator:
             self.state.webhooks = None
         if runner is not None:
             await runner.cleanup()
+        await self._foreign.aclose()
         self.state.cleanup()
 
     @property
@@ -155,6 +161,15 @@ class Emulator:
     def url(self) -> str:
         """``http://127.0.0.1:PORT/v1``: the base URL to hand a client."""
         return f"{self.state.origin}/v1"
+
+    @property
+    def foreign(self) -> ForeignOrigin:
+        """Another origin beside the emulator: where the ``redirect`` fault knob sends clients.
+
+        It listens on another loopback port, records every request (``foreign.requests``,
+        ``foreign.saw(secret)``) and answers each with ``foreign.status``/``foreign.answer``.
+        """
+        return self._foreign
 
     @property
     def wavespeed(self) -> WaveSpeedStore:

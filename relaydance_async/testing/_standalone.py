@@ -26,6 +26,8 @@ def _fault(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     if name == "scope":
         return name, tuple(s.strip() for s in value.split(",") if s.strip())
+    if name == "redirect_url":
+        return name, None if value.strip().lower() in ("", "none") else value.strip()
     if name not in _FAULT_NAMES:
         raise argparse.ArgumentTypeError(
             f"unknown fault {name!r}; known: {', '.join(_FAULT_NAMES)}"

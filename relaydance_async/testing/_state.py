@@ -116,6 +116,9 @@ class EmulatorState:
         self.origin = "http://127.0.0.1"
         self.upload_dir: Path | None = None
         self.webhooks: WebhookScheduler | None = None
+        # Where the redirect knob points by default: the Emulator's foreign origin once started
+        # (until then the discard port, which refuses connections).
+        self.foreign_origin = "http://127.0.0.1:9"
 
     # keys -------------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 from aiohttp import BodyPartReader, web
 
-from . import _limits
+from . import _hostile, _limits
 from ._http import json_response, register
 from ._relaydance import _safe_name, _store_part, _TooLarge
 from ._state import STATE_KEY, ApiKey, EmulatorState, StoredFile
@@ -119,6 +119,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     if stored is None or request.match_info["name"] != stored.filename:
         return envelope_error(404, "Not found")
     state.counters.downloads += 1
+    _hostile.serving_file(stored.path)
     content_type = stored.content_type or mimetypes.guess_type(stored.filename)[0] or ""
     return web.FileResponse(stored.path, headers={"Content-Type": content_type})
 
