@@ -190,7 +190,7 @@ class EmulatorConfig:
     """Probability that a task ends ``failed`` (at a uniform point of its run phase).
 
     0 by default, so a test's outcome never depends on chance unless it asks for failures
-    (the standalone server's ``--failure-rate`` defaults to a realistic 0.05)."""
+    (the standalone server's ``--failure-rate`` too)."""
     seed: int | None = None
     """Seed for reproducible durations, outcomes, ids and fault draws."""
     rate_limit: RateLimit | None = None
@@ -225,6 +225,11 @@ class EmulatorConfig:
     like a signed CDN link); None keeps clips forever."""
     public_origin: str | None = None
     """Origin used in file and clip URLs (default: the bound address)."""
+    shaped_clips: bool = False
+    """Serve each task a clip in its ``ratio`` lasting its ``seconds`` (small frames; encoded with
+    PyAV from the ``media`` extra, else a pre-made two-second clip in that ratio). Off, every
+    task gets the same 16:9, two-second clip (tests can compare bytes); the standalone server
+    turns it on."""
 
     def __attrs_post_init__(self) -> None:
         if self.speed is not None and self.speed <= 0:

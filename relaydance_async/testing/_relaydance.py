@@ -12,17 +12,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import anyio
 import attrs
 from aiohttp import BodyPartReader, web
 
-from . import _hostile, _rules
+from . import _clips, _hostile, _rules
 from ._catalog import ALL_MODEL_IDS, model_entry
 from ._http import bearer_auth, error_response, json_response, key_of, register
 from ._state import STATE_KEY, EmulatorState, StoredFile
 from ._tasks import UPPER, Status, Task, draw_task, render_task
 
 _DATA = resources.files("relaydance_async.testing") / "data"
-CLIP_PATH = Path(str(_DATA / "clip.mp4"))
+CLIP_PATH = _clips.FIXED_CLIP
 IMAGE_PATH = Path(str(_DATA / "image.png"))
 _IMAGE_B64 = base64.b64encode(IMAGE_PATH.read_bytes()).decode()
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -263,8 +264,12 @@ async def download_clip(request: web.Request) -> web.StreamResponse:
     if ttl is not None and now > task.end + ttl:
         return error_response(403, "This clip URL has expired; read the task again.", "url_expired")
     state.counters.downloads += 1
-    _hostile.serving_file(CLIP_PATH)
-    return web.FileResponse(CLIP_PATH, headers={"Content-Type": "video/mp4"})
+    path = CLIP_PATH
+    if state.config.shaped_clips:
+        ratio = str(task.metadata.get("ratio", "16:9"))
+        path = await anyio.to_thread.run_sync(_clips.shaped, ratio, task.seconds)
+    _hostile.serving_file(path)
+    return web.FileResponse(path, headers={"Content-Type": "video/mp4"})
 
 
 # models and images -----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import shlex
 import signal
 import sys
 from collections.abc import Sequence
@@ -50,7 +51,16 @@ def build_parser(prog: str = "python -m relaydance_async.testing") -> argparse.A
     parser.add_argument(
         "--speed", default="60", help="emulated seconds per real second, or 'manual' (default 60)"
     )
-    parser.add_argument("--failure-rate", type=float, default=0.05, help="probability a task fails")
+    parser.add_argument(
+        "--failure-rate", type=float, default=0.0, help="probability a task fails (default 0)"
+    )
+    parser.add_argument(
+        "--clips",
+        choices=("shaped", "fixed"),
+        default="shaped",
+        help="clips in each task's ratio and length (shaped, the default; the length needs"
+        " PyAV, the media extra) or one fixed 16:9 two-second clip for every task",
+    )
     parser.add_argument("--duration-scale", type=float, default=1.0, help="scale every duration")
     parser.add_argument("--seed", type=int, default=None, help="seed for reproducible draws")
     parser.add_argument("--rate-limit", type=float, default=None, help="requests/s per key")
@@ -81,7 +91,9 @@ def build_parser(prog: str = "python -m relaydance_async.testing") -> argparse.A
         "--clip-ttl", type=float, default=None, help="emulated seconds a clip URL stays valid"
     )
     parser.add_argument("--public-origin", default=None, help="origin to put in file/clip URLs")
-    parser.add_argument("--json", action="store_true", help="print one JSON line instead")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object (one line) instead"
+    )
     return parser
 
 
@@ -106,6 +118,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         webhook_retry_delays=delays,
         clip_ttl=args.clip_ttl,
         public_origin=args.public_origin,
+        shaped_clips=args.clips == "shaped",
     )
 
 
@@ -118,13 +131,32 @@ async def serve(emulator: Emulator, *, as_json: bool) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
     async with emulator:
-        if as_json:
-            info = {"url": emulator.url, "api_key": emulator.api_key, "origin": emulator.origin}
-            print(json.dumps(info), flush=True)
-        else:
-            print(f"RELAYDANCE_BASE_URL={emulator.url}", flush=True)
-            print(f"RELAYDANCE_API_KEY={emulator.api_key}", flush=True)
+        print(describe(emulator, as_json=as_json), flush=True)
         await stop.wait()
+
+
+def describe(emulator: Emulator, *, as_json: bool = False) -> str:
+    """What a running emulator serves: ``export`` lines for a shell, or one JSON object.
+
+    The lines set every variable a client reads (``Emulator.environment()``), so
+    ``eval "$(relaydance emulator ... | head -6)"`` or copying them into a shell points
+    RelayDance, WaveSpeed and asset-review code at the emulator. The JSON object holds the
+    same values under short names, plus ``origin`` and the whole ``environment``.
+    """
+    env = emulator.environment()
+    if as_json:
+        info = {
+            "url": emulator.url,
+            "api_key": emulator.api_key,
+            "origin": emulator.origin,
+            "wavespeed_url": emulator.wavespeed_url,
+            "wavespeed_api_key": emulator.wavespeed_api_key,
+            "asset_url": emulator.asset_url,
+            "asset_api_key": emulator.asset_api_key,
+            "environment": env,
+        }
+        return json.dumps(info)
+    return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in env.items())
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:

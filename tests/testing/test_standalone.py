@@ -95,9 +95,12 @@ def test_parser_builds_the_config() -> None:
     assert config.faults == Faults(error_500=0.1, scope=("submit", "poll"))
     assert config.honour_idempotency_key
     assert config.webhook_retry_delays == (1.0, 2.0)
+    # No failures unless asked (like the fixtures), and clips shaped like the request.
     assert config_from_args(build_parser().parse_args([])) == EmulatorConfig(
-        webhook_retry_delays=(1, 5, 25, 125), failure_rate=0.05
+        webhook_retry_delays=(1, 5, 25, 125), failure_rate=0.0, shaped_clips=True
     )
+    fixed = config_from_args(build_parser().parse_args(["--clips", "fixed"]))
+    assert not fixed.shaped_clips
 
 
 def test_bad_options_exit_with_usage(capsys: pytest.CaptureFixture[str]) -> None:
@@ -132,6 +135,10 @@ def test_standalone_process_prints_url_and_key_then_stops_on_sigterm() -> None:
         info = json.loads(process.stdout.readline())
         assert info["api_key"] == "rd-test-key"
         assert info["url"] == info["origin"] + "/v1"
+        assert info["wavespeed_url"] == info["asset_url"] == info["origin"]
+        assert info["wavespeed_api_key"].startswith("ws-emu-")
+        assert info["asset_api_key"].startswith("asset-emu-")
+        assert info["environment"]["SEEDANCE_ASSET_API_KEY"] == info["asset_api_key"]
         headers = {"Authorization": "Bearer rd-test-key"}
         assert requests.get(info["url"] + "/models", headers=headers, timeout=10).status_code == 200
         submit = requests.post(
@@ -151,17 +158,44 @@ def test_standalone_process_prints_url_and_key_then_stops_on_sigterm() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_standalone_plain_output_lines() -> None:
-    """Without --json the command prints RELAYDANCE_BASE_URL= and RELAYDANCE_API_KEY= lines."""
+def test_standalone_prints_an_export_line_for_every_key_and_url() -> None:
+    """Without --json: six ``export`` lines, and each key works on the service it names."""
     process = subprocess.Popen(
         [sys.executable, "-m", "relaydance_async.testing"], stdout=subprocess.PIPE, text=True
     )
     try:
         assert process.stdout is not None
-        first, second = process.stdout.readline(), process.stdout.readline()
-        assert first.startswith("RELAYDANCE_BASE_URL=http://127.0.0.1:")
-        assert first.rstrip().endswith("/v1")
-        assert second.startswith("RELAYDANCE_API_KEY=rd-emu-")
+        lines = [process.stdout.readline().rstrip("\n") for _ in range(6)]
+        assert all(line.startswith("export ") for line in lines), lines
+        env = dict(line[len("export ") :].split("=", 1) for line in lines)
+        assert sorted(env) == sorted(
+            f"{service}_{what}"
+            for service in ("RELAYDANCE", "WAVESPEED", "SEEDANCE_ASSET")
+            for what in ("API_KEY", "BASE_URL")
+        )
+        assert env["RELAYDANCE_BASE_URL"].startswith("http://127.0.0.1:")
+        assert env["RELAYDANCE_BASE_URL"].endswith("/v1")
+        assert env["RELAYDANCE_API_KEY"].startswith("rd-emu-")
+        models = requests.get(
+            env["RELAYDANCE_BASE_URL"] + "/models",
+            headers={"Authorization": f"Bearer {env['RELAYDANCE_API_KEY']}"},
+            timeout=10,
+        )
+        assert models.status_code == 200
+        upload = requests.post(
+            env["WAVESPEED_BASE_URL"] + "/api/v3/media/upload/binary",
+            files={"file": ("a.png", b"\x89PNG not really", "image/png")},
+            headers={"Authorization": f"Bearer {env['WAVESPEED_API_KEY']}"},
+            timeout=10,
+        )
+        assert upload.status_code == 200, upload.text
+        info = requests.get(
+            env["SEEDANCE_ASSET_BASE_URL"] + "/api/v1/client/job/asset-info",
+            params={"asset_id": "asset-nope"},
+            headers={"x-api-key": env["SEEDANCE_ASSET_API_KEY"]},
+            timeout=10,
+        )
+        assert info.status_code == 404  # authenticated: the asset is unknown, the key is not
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=20) == 0
