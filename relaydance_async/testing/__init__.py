@@ -3,7 +3,10 @@
 The emulator is an aiohttp.web application on loopback: every endpoint of the API, tasks that
 move ``submitted`` -> ``running`` -> ``succeeded``/``failed`` on a clock that can run faster than
 real time (or only when advanced by hand), webhooks with retries, per-key rate limits, fault
-injection (errors, connection resets, latency, the gateway's answer variants) and counters.
+injection (errors, connection resets, latency, the gateway's answer variants, and hostile
+answers: redirects to another origin, echoed keys, HTML for a clip, endless, huge or dripping
+bodies, another task's answer) and counters. It also plays WaveSpeed's upload and the Seedance
+asset reviewer, with their own keys (``Emulator.environment()`` lists every key and URL).
 
 Example:
     ```python

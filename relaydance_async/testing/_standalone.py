@@ -71,8 +71,8 @@ def build_parser(prog: str = "python -m relaydance_async.testing") -> argparse.A
         action="append",
         type=_fault,
         default=[],
-        metavar="NAME=P",
-        help="a fault knob, e.g. error_500=0.1 (repeatable)",
+        metavar="NAME=VALUE",
+        help="a fault knob, e.g. error_500=0.1 or redirect_url=http://127.0.0.1:9 (repeatable)",
     )
     parser.add_argument(
         "--honour-idempotency-key",
@@ -138,10 +138,10 @@ async def serve(emulator: Emulator, *, as_json: bool) -> None:
 def describe(emulator: Emulator, *, as_json: bool = False) -> str:
     """What a running emulator serves: ``export`` lines for a shell, or one JSON object.
 
-    The lines set every variable a client reads (``Emulator.environment()``), so
-    ``eval "$(relaydance emulator ... | head -6)"`` or copying them into a shell points
-    RelayDance, WaveSpeed and asset-review code at the emulator. The JSON object holds the
-    same values under short names, plus ``origin`` and the whole ``environment``.
+    The lines set every variable a client reads (``Emulator.environment()``): pasted into a
+    shell, they point RelayDance, WaveSpeed and asset-review code at the emulator. The JSON
+    object holds the same values under short names, plus ``origin`` and the whole
+    ``environment``.
     """
     env = emulator.environment()
     if as_json:
