@@ -77,6 +77,9 @@ def emulator(
     cmd = [
         sys.executable, "-m", "relaydance_async.testing", "--port", "0", "--json",
         "--speed", str(speed), "--seed", str(seed),
+        # BENCH_WORKLOAD.md's 5 % failures, and the fixed clip, as in earlier runs (the
+        # standalone server now fails nothing and shapes clips unless told).
+        "--failure-rate", "0.05", "--clips", "fixed",
     ]  # fmt: skip
     if rate_limit is not None:
         cmd += ["--rate-limit", str(rate_limit)]

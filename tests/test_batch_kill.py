@@ -41,6 +41,8 @@ def emulator() -> Iterator[dict[str, Any]]:
             "--failure-rate",
             "0",
             "--honour-idempotency-key",
+            "--clips",
+            "fixed",  # every clip is the shipped one, so each download is compared byte for byte
             "--json",
         ],
         stdout=subprocess.PIPE,

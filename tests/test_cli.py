@@ -187,7 +187,7 @@ def manual_emulator() -> Iterator[dict[str, Any]]:
     """A standalone emulator whose clock moves only when told (tasks wait for us)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "relaydance_async.testing", "--speed", "manual", "--json",
-         "--failure-rate", "0", "--honour-idempotency-key"],
+         "--failure-rate", "0", "--honour-idempotency-key", "--clips", "fixed"],
         stdout=subprocess.PIPE,
         text=True,
     )  # fmt: skip
