@@ -58,7 +58,7 @@ def server() -> Iterator[dict[str, Any]]:
     """A standalone emulator process on a manual clock: tasks wait until the test moves it."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "relaydance_async.testing", "--speed", "manual", "--json",
-         "--failure-rate", "0"],
+         "--failure-rate", "0", "--clips", "fixed"],
         stdout=subprocess.PIPE,
         text=True,
     )  # fmt: skip
@@ -247,14 +247,11 @@ def test_journal_follows_a_corrected_base_url(server: dict[str, Any], tmp_path: 
 
 def test_keys_are_options_and_never_shown(tmp_path: Path) -> None:
     """--wavespeed-api-key and --asset-api-key work; missing keys exit 2 naming option and env."""
-    from relaydance_async.testing._assets import assets_of
-    from relaydance_async.testing._wavespeed import wavespeed_of
-
     (tmp_path / "pic.png").write_bytes(IMAGE)
     with emulator_in_thread(EmulatorConfig(speed=100.0)) as emu:
-        ws_key = wavespeed_of(emu.state).key
-        asset_key = assets_of(emu.state).key
-        env = {"WAVESPEED_BASE_URL": emu.origin, "SEEDANCE_ASSET_BASE_URL": emu.origin}
+        ws_key = emu.wavespeed_api_key
+        asset_key = emu.asset_api_key
+        env = {"WAVESPEED_BASE_URL": emu.wavespeed_url, "SEEDANCE_ASSET_BASE_URL": emu.asset_url}
         base = ["--base-url", emu.url, "--api-key", emu.api_key]
         pic = str(tmp_path / "pic.png")
 
