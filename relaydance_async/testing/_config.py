@@ -137,6 +137,9 @@ class Faults:
     ``huge_body``, the padding drips too)."""
     drip_rate: float = attrs.field(default=1.0, converter=float, validator=_positive)
     """Bytes per real second of a dripped answer (1.0)."""
+    short_body: float = _probability_field()
+    """Announce a successful answer's full ``Content-Length``, send only the first half of the
+    body, then close the connection (a truncated transfer)."""
     other_task: float = _probability_field()
     """Answer a task read with another task: another task of the same key when there is one,
     else this one under an id the emulator never issued."""

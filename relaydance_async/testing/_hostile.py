@@ -2,7 +2,8 @@
 
 Each turns a normal answer into one a robust client must refuse or survive: a redirect to
 another origin, an error quoting the key it was sent, an HTML page instead of the answer, a body
-without end, a huge body, or a body dripped out a few bytes at a time. (The answer for another
+without end, a huge body, a body cut short of its length, or a body dripped out a few bytes
+at a time. (The answer for another
 task id lives with the task route, which knows the tasks.)
 """
 
@@ -89,6 +90,7 @@ async def stream(
     *,
     total: int | None,
     rate: float | None,
+    cut: bool = False,
 ) -> web.StreamResponse:
     """Send ``answer``'s status and content type with ``body``, padded and/or paced.
 
@@ -99,6 +101,7 @@ async def stream(
         total: Pad the body to this many bytes (``Content-Length`` set, honestly); None pads
             without end (chunked, no length).
         rate: Bytes per real second, or None for as fast as the client reads.
+        cut: Announce the length, send only the first half, then close the connection.
     """
     json_like = "json" in (answer.content_type or "")
     # Whitespace after a JSON value is still valid JSON, so only a size cap can stop a reader.
@@ -113,6 +116,11 @@ async def stream(
         response.content_length = size
     try:
         await response.prepare(request)
+        if cut and size is not None:
+            await _send(response, body, pad, size // 2, rate)
+            if request.transport is not None:
+                request.transport.close()
+            return response
         await _send(response, body, pad, size, rate)
         await response.write_eof()
     except (ConnectionError, RuntimeError):
@@ -127,10 +135,9 @@ async def _send(
     filler = pad * piece
     sent = 0
     while size is None or sent < size:
-        if sent < len(body):
-            chunk = body[sent : sent + piece]
-        else:
-            chunk = filler if size is None else filler[: size - sent]
+        chunk = body[sent : sent + piece] if sent < len(body) else filler
+        if size is not None:
+            chunk = chunk[: size - sent]
         await response.write(chunk)
         sent += len(chunk)
         if rate is not None:

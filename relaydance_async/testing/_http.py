@@ -221,15 +221,19 @@ async def _hostile_body(
 ) -> web.StreamResponse:
     """The body-level hostile knobs, applied to a successful answer."""
     faults = state.faults
-    if not (faults.wrong_content_type or faults.endless_body or faults.huge_body or faults.drip):
+    if not (
+        faults.wrong_content_type or faults.endless_body or faults.huge_body or faults.drip
+        or faults.short_body
+    ):  # fmt: skip
         return answer
     if state.roll(faults.wrong_content_type):
         state.counters.faults_injected += 1
         return _hostile.wrong_content_type(answer)
     endless = state.roll(faults.endless_body)
     huge = not endless and state.roll(faults.huge_body)
+    cut = not endless and state.roll(faults.short_body)
     drip = state.roll(faults.drip)
-    if not (endless or huge or drip):
+    if not (endless or huge or cut or drip):
         return answer
     body = _hostile.body_of(answer)
     if body is None:
@@ -242,7 +246,7 @@ async def _hostile_body(
     else:
         total = len(body)
     return await _hostile.stream(
-        request, answer, body, total=total, rate=faults.drip_rate if drip else None
+        request, answer, body, total=total, rate=faults.drip_rate if drip else None, cut=cut
     )
 
 

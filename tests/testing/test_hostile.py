@@ -157,6 +157,27 @@ async def test_huge_clip_is_padded_with_zero_bytes(api: Api, emu: Emulator) -> N
     assert set(padded[len(normal) :]) == {0}
 
 
+async def _drain(response: aiohttp.ClientResponse, into: list[bytes]) -> None:
+    """Read ``response`` to the end, keeping every chunk that arrives in ``into``."""
+    while chunk := await response.content.read(1024):
+        into.append(chunk)
+
+
+async def test_short_body_announces_the_length_and_sends_half(api: Api, emu: Emulator) -> None:
+    """short_body: Content-Length says the whole clip, half arrives, then the connection ends."""
+    task_id = await _finished_task(api, emu)
+    normal = (await api.call("GET", f"{emu.origin}/clips/{task_id}.mp4", key=None)).raw
+    emu.faults = Faults(short_body=1.0, scope=("download",))
+    received: list[bytes] = []
+    async with aiohttp.ClientSession() as http:
+        with anyio.fail_after(20):
+            async with http.get(f"{emu.origin}/clips/{task_id}.mp4") as response:
+                assert response.content_length == len(normal)
+                with pytest.raises(aiohttp.ClientPayloadError):
+                    await _drain(response, received)
+    assert b"".join(received) == normal[: len(normal) // 2]
+
+
 async def test_drip_sends_the_answer_at_the_asked_rate(api: Api, emu: Emulator) -> None:
     """drip: the full, correct answer, but no faster than drip_rate bytes per second."""
     task_id = (await api.submit()).body["task_id"]
@@ -213,7 +234,7 @@ async def test_hostile_knobs_are_settable_over_the_admin_surface(api: Api, emu: 
         "redirect": 0.5, "redirect_status": 307, "redirect_url": "http://127.0.0.1:9",
         "echo_key": 0.25, "echo_key_status": 500, "wrong_content_type": 0.1,
         "endless_body": 0.1, "huge_body": 0.1, "huge_body_bytes": 1000, "drip": 0.1,
-        "drip_rate": 5.0, "other_task": 0.1,
+        "drip_rate": 5.0, "other_task": 0.1, "short_body": 0.1,
     }  # fmt: skip
     answer = await api.call("POST", f"{emu.origin}/_emulator/faults", key=None, json=knobs)
     assert answer.status == 200
