@@ -378,3 +378,35 @@ async def test_unreadable_submit_answer_is_uncertain() -> None:
             await client.videos.create(model="m", prompt="p")
     assert isinstance(info.value.__cause__, rd.APIResponseValidationError)
     assert len(transport.requests) == 1
+
+
+class _BrokenReceiver:
+    """A completion source whose detach fails (a bug in a user's receiver, say)."""
+
+    def callback_url(self, idempotency_key: str) -> str:
+        return f"https://hooks.test/{idempotency_key}"
+
+    def bind(self, idempotency_key: str, task_id: str) -> None:
+        pass
+
+    def attach(self, *, router: Any, fetch: Any) -> None:
+        pass
+
+    def detach(self, *, router: Any, fetch: Any) -> None:
+        raise RuntimeError("detach broke")
+
+
+@pytest.mark.anyio
+async def test_close_stops_the_scheduler_even_when_detaching_fails() -> None:
+    """A receiver raising in detach does not leave the scheduler running: jobs still end."""
+    client, _ = make(
+        lambda request: MockResponse(json={"id": "t", "status": "running"}),
+        webhooks=_BrokenReceiver(),
+    )
+    await client.open()
+    job = client.videos.watch("t")
+    with pytest.raises(RuntimeError, match="detach broke"):
+        await client.aclose()
+    assert job.done()
+    with pytest.raises(rd.ClientStateError):
+        await client.models.list()

@@ -277,13 +277,15 @@ class AsyncRelayDance:
         transport = self._transport
         with anyio.CancelScope(shield=True):
             try:
-                if router is not None:
-                    if self._webhooks is not None:
-                        self._webhooks.detach(router=router, fetch=self._fetch)
+                try:
+                    if router is not None:
+                        if self._webhooks is not None:
+                            self._webhooks.detach(router=router, fetch=self._fetch)
+                        if scheduler is not None:
+                            router.detach(scheduler)
+                finally:  # whatever a receiver or router raised, the scheduler stops
                     if scheduler is not None:
-                        router.detach(scheduler)
-                if scheduler is not None:
-                    await scheduler.aclose()
+                        await scheduler.aclose()
             finally:
                 try:
                     if transport is not None:
