@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from relaydance_async._client.client import AsyncRelayDance
 from relaydance_async._client.hosts import MediaHost, RelayDanceFiles, WaveSpeedHost
 from relaydance_async._client.jobs import VideoJob, as_completed, gather
@@ -89,6 +91,10 @@ from relaydance_async.transport import (
     Transport,
 )
 from relaydance_async.webhooks import WebhookReceiver
+
+# A library speaks only when the application configures logging: without this, warnings would
+# go to stderr through Python's last-resort handler.
+logging.getLogger("relaydance_async").addHandler(logging.NullHandler())
 
 __all__ = [
     "APIConnectionError",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -408,3 +410,15 @@ async def test_download_names_never_collide(hostile: Server, tmp_path: Path) -> 
     assert all(path.parent == tmp_path for path in paths)
     assert [p.read_bytes()[-1:] for p in paths] == [str(n).encode() for n in range(len(ids))]
     assert _dir_size(tmp_path) < 200 * 1024 * 1024
+
+
+def test_the_library_is_silent_unless_logging_is_configured() -> None:
+    """With no logging configured, a warning from the library prints nothing to stderr."""
+    code = (
+        "import logging, relaydance_async\n"
+        "logging.getLogger('relaydance_async').warning('submit outcome unknown')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stderr == ""
