@@ -74,6 +74,17 @@ def typing(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHONS[-1:] or None)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site strictly: a broken link or reference fails the build."""
+    session.install("-e", ".[docs]")
+    site = Path(session.create_tmp()) / "site"
+    session.run(
+        "mkdocs", "build", "--strict", "--site-dir", str(site), env={"NO_MKDOCS_2_WARNING": "1"}
+    )
+    session.log(f"site built in {site}")
+
+
+@nox.session(python=PYTHONS[-1:] or None)
 def bench(session: nox.Session) -> None:
     """Benchmarks side by side with the baselines (``nox -s bench -- --quick``: short run)."""
     session.install("-e", ".[test,media,cli,redis]", "requests")
