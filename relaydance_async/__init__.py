@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 from relaydance_async._client.client import AsyncRelayDance
 from relaydance_async._client.hosts import MediaHost, RelayDanceFiles, WaveSpeedHost
 from relaydance_async._client.jobs import VideoJob, as_completed, gather
+from relaydance_async._http.observe import setup_logging
 from relaydance_async._http.session import Answer, CallOptions, Requester
 from relaydance_async._http.upload import (
     MultipartBody,
@@ -92,9 +91,10 @@ from relaydance_async.transport import (
 )
 from relaydance_async.webhooks import WebhookReceiver
 
-# A library speaks only when the application configures logging: without this, warnings would
-# go to stderr through Python's last-resort handler.
-logging.getLogger("relaydance_async").addHandler(logging.NullHandler())
+# A library speaks only when the application configures logging: without the NullHandler that
+# setup_logging() adds, warnings would go to stderr through Python's last-resort handler; and
+# RELAYDANCE_LOG=info|debug sends the library's logs to stderr without any code.
+setup_logging()
 
 __all__ = [
     "APIConnectionError",

@@ -84,10 +84,18 @@ def on_files(files: Files, config: Any) -> Files:
     return files
 
 
-def guide_nav(readme: Path) -> list[dict[str, str]]:
-    """The guides' navigation entries, in README order (for checking ``mkdocs.yml``)."""
-    return [
-        {title: path}
+def on_config(config: Any) -> Any:
+    """Fill the ``Guides`` entry of the navigation with the README's sections, in order.
+
+    A section added to the README appears in the site without touching ``mkdocs.yml``.
+    """
+    readme = Path(config["config_file_path"]).parent / "README.md"
+    guides = [
+        {re.sub(r"`", "", title): path}
         for title, path, _ in split_readme(readme.read_text(encoding="utf-8"))
         if path != "index.md"
     ]
+    for entry in config["nav"] or []:
+        if isinstance(entry, dict) and "Guides" in entry:
+            entry["Guides"] = guides
+    return config

@@ -24,6 +24,7 @@ from relaydance_async._client.scheduler import Scheduler
 from relaydance_async._client.videos import Videos, fetch_task_once
 from relaydance_async._http.budget import RequestBudget
 from relaydance_async._http.download import download_to, resolve_destination, safe_name
+from relaydance_async._http.observe import download_log, download_span, shown_url
 from relaydance_async._http.session import Requester
 from relaydance_async._http.upload import ProgressCallback
 from relaydance_async._sansio.polling.policy import PollPolicy
@@ -364,4 +365,8 @@ class AsyncRelayDance:
             default = safe_name(stem or "download")
         check_http_url(url, "url")
         path = resolve_destination(dest, default)
-        return await download_to(self._requester, url, path, on_progress=on_progress)
+        task_id = task_or_url.id if isinstance(task_or_url, Task) else None
+        with download_span(task_id, url):
+            saved = await download_to(self._requester, url, path, on_progress=on_progress)
+        download_log.info("saved %s to %s", f"task {task_id}" if task_id else shown_url(url), saved)
+        return saved

@@ -11,9 +11,11 @@ somebody awaits it, one future.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
+from relaydance_async._http.observe import JobTrace, job_log
 from relaydance_async.clock import Clock, SystemClock
 from relaydance_async.exceptions import TaskFailedError, TaskTimeoutError
 from relaydance_async.models import Task, TaskStatus
@@ -219,7 +221,7 @@ class VideoJob(JobHandleBase[Task]):
         fetch: One GET of a task through the client's request budget.
     """
 
-    __slots__ = ("__weakref__", "_fetch", "_listeners", "_task")
+    __slots__ = ("__weakref__", "_fetch", "_listeners", "_task", "_trace")
 
     def __init__(
         self, owner: JobOwner, task: Task, fetch: Callable[[str], Awaitable[Task]]
@@ -228,6 +230,7 @@ class VideoJob(JobHandleBase[Task]):
         self._task = task
         self._fetch = fetch
         self._listeners: list[asyncio.Queue[Task | None]] | None = None
+        self._trace: JobTrace | None = None
 
     def __repr__(self) -> str:
         return f"<VideoJob {self.task_id} {self.status.value}{' done' if self.done() else ''}>"
@@ -290,9 +293,24 @@ class VideoJob(JobHandleBase[Task]):
 
     # -- what the scheduler calls (``ScheduledJob``) ---------------------------------------------
 
+    def observe(self, trace: JobTrace | None) -> None:
+        """Record this job's life in ``trace`` (its span tree; None when tracing is off)."""
+        self._trace = trace
+        if trace is None:
+            return
+        if self._outcome is not _PENDING:  # ended already (a final submit answer, say)
+            trace.finished(self._outcome)
+            self._trace = None
+        else:
+            trace.status(self._task.status)
+
     async def read(self) -> Reading:
         """GET the task once and keep the answer; return its status and progress."""
-        task = await self._fetch(self._task.id)
+        if self._trace is None:
+            task = await self._fetch(self._task.id)
+        else:
+            with self._trace.polling():
+                task = await self._fetch(self._task.id)
         self.update(task)
         return task.status, task.progress
 
@@ -305,6 +323,11 @@ class VideoJob(JobHandleBase[Task]):
             return
         old = self._task
         self._task = task
+        if task.status is not old.status:
+            if self._trace is not None:
+                self._trace.status(task.status)
+            if job_log.isEnabledFor(logging.INFO):
+                job_log.info("task %s is %s", task.id, task.status.value)
         if self._listeners and (task.status is not old.status or task.progress != old.progress):
             for queue in self._listeners:
                 queue.put_nowait(task)
@@ -324,6 +347,10 @@ class VideoJob(JobHandleBase[Task]):
         else:
             outcome = error
         self._settle_outcome(outcome)
+        if self._trace is not None:
+            self._trace.finished(outcome)
+        if error is not None and job_log.isEnabledFor(logging.INFO):
+            job_log.info("task %s: stopped waiting: %s", self._task.id, type(error).__name__)
         if self._listeners:
             for queue in self._listeners:
                 queue.put_nowait(None)

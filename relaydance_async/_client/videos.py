@@ -10,6 +10,7 @@ import attrs
 
 from relaydance_async._client.jobs import VideoJob
 from relaydance_async._client.scheduler import Scheduler
+from relaydance_async._http.observe import job_log, start_job
 from relaydance_async._http.session import Requester
 from relaydance_async._sansio.protocol import (
     RequestSpec,
@@ -206,12 +207,25 @@ class Videos:
         receiver = self._webhooks
         if receiver is not None and built.callback_url is None:
             built = attrs.evolve(built, callback_url=receiver.callback_url(key))
-        task = await self.create(built, idempotency_key=key)
+        trace = start_job(built.model)
+        if trace is None:
+            task = await self.create(built, idempotency_key=key)
+        else:
+            try:
+                with trace.submitting():
+                    task = await self.create(built, idempotency_key=key)
+            except BaseException as error:
+                trace.finished(error)
+                raise
+            trace.submitted(task)
+        job_log.info("task %s submitted (model %s)", task.id, built.model)
         if receiver is not None and built.callback_url == receiver.callback_url(key):
             receiver.bind(key, task.id)  # from now on, callbacks naming another task are refused
-        return scheduler.track(
+        job = scheduler.track(
             task, kind=built.kind, webhook=receiver is not None, max_wait=max_wait
         )
+        job.observe(trace)
+        return job
 
     def watch(
         self, task_id: str, *, kind: JobKind | None = None, max_wait: float | None = None
@@ -226,7 +240,9 @@ class Videos:
         if not isinstance(task_id, str) or not task_id.strip():
             raise RequestValidationError("task_id", "must be a non-empty string")
         scheduler = self._scheduler()
-        return scheduler.track_id(task_id, kind=kind, max_wait=max_wait)
+        job = scheduler.track_id(task_id, kind=kind, max_wait=max_wait)
+        job.observe(start_job(kind.model if kind is not None else None, task_id))
+        return job
 
     async def generate(self, request: VideoRequest | None = None, /, **kw: Any) -> Task:
         """Submit and wait in one call; return the succeeded ``Task``.

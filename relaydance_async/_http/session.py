@@ -33,6 +33,7 @@ import attrs
 
 from relaydance_async import exceptions as exc
 from relaydance_async._http.budget import RequestBudget
+from relaydance_async._http.observe import RequestObservation
 from relaydance_async._sansio.protocol import (
     RequestSpec,
     UncertainCreate,
@@ -56,7 +57,7 @@ from relaydance_async.transport import HTTPRequest, HTTPResponse, Transport, Tra
 
 __all__ = ["Answer", "AttemptFailed", "BodyFactory", "CallOptions", "Requester"]
 
-log = logging.getLogger("relaydance_async")
+log = logging.getLogger("relaydance_async.http")
 _T = TypeVar("_T")
 
 BodyFactory = Callable[[], AsyncIterable[bytes]]
@@ -340,8 +341,14 @@ class Requester:
         """
         transport, budget = self._opened()
         async with budget.slot():
-            response = await transport.send(request)
-            body = await self.read_capped(response, request.method, request.url)
+            seen = RequestObservation(request)
+            try:
+                response = await transport.send(request)
+                body = await self.read_capped(response, request.method, request.url)
+            except BaseException as error:
+                seen.failed(error)
+                raise
+            seen.answered(response.status)
         self._report(budget, response.status, response.headers)
         return response.status, response.headers, body
 
@@ -409,14 +416,14 @@ class Requester:
         """
         transport, budget = self._opened()
         if not budgeted:
-            response = await transport.send(request)
+            response = await self._send_seen(transport, request)
             try:
                 yield response
             finally:
                 await response.aclose()
             return
         async with budget.slot():
-            response = await transport.send(request)
+            response = await self._send_seen(transport, request)
             try:
                 if response.status >= 400:
                     self._report(budget, response.status, response.headers)
@@ -425,6 +432,18 @@ class Requester:
                 yield response
             finally:
                 await response.aclose()
+
+    @staticmethod
+    async def _send_seen(transport: Transport, request: HTTPRequest) -> HTTPResponse:
+        """``transport.send``, logged and traced once (the answer's head: a body may stream)."""
+        seen = RequestObservation(request)
+        try:
+            response = await transport.send(request)
+        except BaseException as error:
+            seen.failed(error)
+            raise
+        seen.answered(response.status)
+        return response
 
     # ---------------------------------------------------------------- the retry loop
 
