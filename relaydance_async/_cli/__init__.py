@@ -34,6 +34,7 @@ _COMMAND_MODULES = (
     "relaydance_async._cli.files",
     "relaydance_async._cli.models",
     "relaydance_async._cli.batch",
+    "relaydance_async._cli.worker",
     "relaydance_async._cli.emulator",
     "relaydance_async._cli.media",
     "relaydance_async._cli.download",

@@ -75,10 +75,22 @@ def register(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument("--no-download", action="store_true", help="do not download clips")
     parser.add_argument("-q", "--quiet", action="store_true", help="no line per item")
+    parser.add_argument(
+        "--queue",
+        metavar="URL",
+        help="queue the jobs in Redis for 'relaydance worker's and show their progress",
+    )
+    from relaydance_async._cli.worker import add_queue_options
+
+    add_queue_options(parser)
     parser.set_defaults(handler=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
+    if args.queue:
+        from relaydance_async._cli.worker import enqueue_main
+
+        return enqueue_main(args)
     if args.max_in_flight < 1:
         raise UsageError("--max-in-flight must be at least 1")
     try:

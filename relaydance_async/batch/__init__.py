@@ -27,6 +27,7 @@ import attrs
 
 from relaydance_async import assets
 from relaydance_async._client.client import AsyncRelayDance
+from relaydance_async.batch._fleet import FleetProgress, enqueue_batch, fleet_progress, run_worker
 from relaydance_async.batch._jobfile import (
     BatchItem,
     JobFileError,
@@ -42,6 +43,7 @@ from relaydance_async.batch._journal import (
     SQLiteJournal,
     UploadRecord,
 )
+from relaydance_async.batch._redis_journal import RedisJournal
 from relaydance_async.batch._results import BatchResult, BatchStatus, BatchSummary
 from relaydance_async.batch._run import BatchRun, OnUncertain
 from relaydance_async.exceptions import RelayDanceError
@@ -49,6 +51,11 @@ from relaydance_async.models import UploadedFile
 
 __all__ = [
     "BatchItem",
+    "FleetProgress",
+    "RedisJournal",
+    "enqueue_batch",
+    "fleet_progress",
+    "run_worker",
     "BatchResult",
     "BatchRun",
     "BatchStatus",

@@ -8,7 +8,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -71,6 +71,9 @@ class BatchRun:
         self._download_dir = download_dir
         self._on_uncertain = on_uncertain
         self._retry_failed = retry_failed
+        self.new_key: Callable[[BatchItem, ItemRecord], str] = lambda item, record: uuid.uuid4().hex
+        """Makes the idempotency key of an item's next submit (a fleet derives it from the
+        batch, the item and the attempt, so that a lost journal write re-creates the same key)."""
         self.resubmit_lost_tasks = False
         """Submit afresh items whose journalled task the server does not know (for servers
         that forget everything between runs, like the CLI's embedded emulator)."""
@@ -329,7 +332,7 @@ class BatchRun:
             # Nothing was submitted yet: report, and leave the journal as it was.
             return self._result(item, BatchStatus.FAILED, error=_describe(exc), exception=exc)
         phase.to("submitting")
-        outcome = await self._submit(item, record, request, key or uuid.uuid4().hex)
+        outcome = await self._submit(item, record, request, key or self.new_key(item, record))
         if outcome is None or isinstance(outcome, BatchResult):
             return outcome
         job, record = outcome
