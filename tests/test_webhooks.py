@@ -311,3 +311,20 @@ async def test_an_early_claim_through_another_token_is_dropped_when_the_job_bind
     status, body = await trusting.post(trusting.receiver.callback_url("k1"), _done("t1"))
     assert (status, body["detail"]) == (200, "resolved")
     assert (await asyncio.wait_for(job.wait(), 5)).url == "https://clips.example/x.mp4"
+
+
+async def test_replaying_a_false_final_claim_costs_one_confirming_get(env: Env) -> None:
+    """Whoever holds a callback URL cannot drain the API budget: one GET per task per interval."""
+    job = env.scheduler.track(env.fake.add("t1", 0.0, 60.0), webhook=True)
+    env.receiver.bind("k", "t1")
+    answers = [await env.post(env.receiver.callback_url("k"), _done("t1")) for _ in range(20)]
+    assert answers[0] == (200, {"ok": True, "detail": "confirmed_not_final"})
+    assert {status for status, _ in answers[1:]} == {503}
+    assert env.fake.polls["t1"] == 1
+    assert not job.done()
+
+
+def test_a_negative_confirm_interval_is_refused() -> None:
+    """``confirm_interval`` is seconds, zero or more."""
+    with pytest.raises(ValueError, match="confirm_interval"):
+        WebhookReceiver(SECRET, confirm_interval=-1)

@@ -57,6 +57,7 @@ TOKEN_PARAM = "rd_token"
 _DEFAULT_MAX_BODY = 1024 * 1024
 _MEMORY = 100_000  # bound-nonce and finished-task memories, oldest forgotten first
 _EARLY_MEMORY = 10_000  # callbacks that came before their job was tracked
+_CONFIRM_INTERVAL = 5.0
 
 ASGIApp = Callable[
     [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
@@ -125,6 +126,9 @@ class WebhookReceiver:
         confirm: Confirm a claimed final state with one GET before resolving (default); False
             trusts a body whose token verified.
         max_body_bytes: Largest callback body accepted, 1 MiB by default.
+        confirm_interval: Seconds between two confirming GETs for one task at least (5): a
+            final claim for a task confirmed more recently is answered 503 (RelayDance delivers
+            again later), so replaying a callback URL cannot spend the API budget.
     """
 
     def __init__(
@@ -134,16 +138,21 @@ class WebhookReceiver:
         *,
         confirm: bool = True,
         max_body_bytes: int = _DEFAULT_MAX_BODY,
+        confirm_interval: float = _CONFIRM_INTERVAL,
     ) -> None:
         key = secret.encode() if isinstance(secret, str) else bytes(secret)
         if len(key) < 16:
             raise ValueError("the webhook secret must be at least 16 bytes")
         if max_body_bytes < 1:
             raise ValueError("max_body_bytes must be >= 1")
+        if not confirm_interval >= 0:
+            raise ValueError(f"confirm_interval must be >= 0, got {confirm_interval!r}")
         self._key = key
         self.public_url = public_url
         self.confirm = confirm
         self.max_body_bytes = max_body_bytes
+        self.confirm_interval = confirm_interval
+        self._confirmed: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._attached: list[_Attachment] = []
         self._bound = _Lru(_MEMORY)  # nonce -> the task id its token speaks for
         self._owner = _Lru(_MEMORY)  # task id -> the nonce whose token speaks for it
@@ -303,6 +312,8 @@ class WebhookReceiver:
     async def _resolve(self, nonce: str, claimed: Task) -> WebhookResponse:
         for attachment in list(self._attached):
             if await attachment.router.awaited(claimed.id):
+                if self.confirm and not self._may_confirm(claimed.id):
+                    return WebhookResponse(503, "confirmed moments ago, retry later")
                 return await self._confirm_and_deliver(attachment.router, attachment.fetch, claimed)
         # No job watches it here (yet): a very fast task can call back before its submit's
         # answer was handed to the scheduler. Keep the claim a while; ``track`` picks it up.
@@ -310,6 +321,22 @@ class WebhookReceiver:
         if len(self._early) > _EARLY_MEMORY:
             self._early.popitem(last=False)
         return WebhookResponse(200, "unknown_job")
+
+    def _may_confirm(self, task_id: str) -> bool:
+        """Whether a confirming GET for ``task_id`` may go now (and note it if so).
+
+        Each final claim costs a GET from the client's request budget: whoever holds one
+        callback URL could otherwise replay a false final claim to drain that budget.
+        """
+        now = asyncio.get_running_loop().time()
+        last = self._confirmed.get(task_id)
+        if last is not None and now - last < self.confirm_interval:
+            return False
+        self._confirmed[task_id] = now
+        self._confirmed.move_to_end(task_id)
+        if len(self._confirmed) > _EARLY_MEMORY:
+            self._confirmed.popitem(last=False)
+        return True
 
     async def _confirm_and_deliver(
         self, router: CompletionRouter, fetch: FetchTask, claimed: Task
