@@ -11,11 +11,14 @@ method POST           else 405
 token                 missing 401, wrong 403 (compared in constant time)
 content type JSON     else 415
 body size             above ``max_body_bytes`` 413 (enforced while reading)
+body arrival          not within ``body_timeout`` 408
 body                  not a JSON task object 400; a task id other than the one
-                      the token is bound to 403
+                      the token is bound to, or one another token is bound to,
+                      403
 ====================  =========================================================
 
-A final state is then confirmed with one GET (unless ``confirm=False``) and handed to the
+A final state is then confirmed with one GET (unless ``confirm=False``; at most one per task per
+``confirm_interval``, else 503) and handed to the
 client's completion router (``relaydance_async.coordination``), which resolves the same
 ``VideoJob`` polling would have, in this process or (with a shared router) another. Duplicates
 are answered 200 and change nothing.
