@@ -51,7 +51,7 @@ from relaydance_async.models import Task
 from relaydance_async.webhooks import _serve
 from relaydance_async.webhooks._serve import BodyTimeout, Running, ServeLimits, read_within, start
 
-__all__ = ["ServeLimits", "WebhookReceiver", "WebhookResponse", "WebhookServer"]
+__all__ = ["WebhookReceiver", "WebhookResponse", "WebhookServer"]
 
 log = logging.getLogger("relaydance_async.webhooks")
 
