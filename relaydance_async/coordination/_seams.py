@@ -124,7 +124,13 @@ class CompletionRouter(Protocol):
     async def awaited(self, task_id: str) -> bool:
         """Whether a job waits for ``task_id`` anywhere this router reaches.
 
-        A shared router that cannot reach its store answers for this process alone.
+        The receiver confirms (one GET) and calls ``route`` only when this is True; when it is
+        False it keeps the claim in its own memory and confirms it once a job in this process
+        is tracked for the task (``tracked`` -> listeners). A shared router that keeps early
+        completions for jobs tracked later in *other* processes should therefore answer True
+        for any task it cannot rule out, so that the completion is confirmed here, once, and
+        handed to ``route``. A shared router that cannot reach its store answers for this
+        process alone.
         """
 
     async def route(self, task: Task) -> bool:
