@@ -17,7 +17,7 @@ import heapq
 import itertools
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sized
 from typing import Protocol, TypeVar
 
 import anyio
@@ -165,21 +165,17 @@ class ManualClock:
 
     async def _turns(self) -> None:
         me = asyncio.current_task()
-        ready = getattr(asyncio.get_running_loop(), "_ready", None)
+        ready = _ready_queue(asyncio.get_running_loop())
         busy = self._busy
-        if busy is not None and busy():
-            # Each turn polls the selector: the I/O completes in real time, the clock waits.
-            give_up = time.monotonic() + self._busy_limit
-            while busy():
-                if time.monotonic() > give_up:
-                    raise TimeoutError(f"still busy after {self._busy_limit} s of real time")
-                await asyncio.sleep(0)
-        quiet = 0
-        for _ in range(self._settle):
-            await asyncio.sleep(0)
+        quiet = turns = 0
+        while turns < self._settle:
             if busy is not None and busy():
-                await self._turns()  # woken work went on the wire: wait for it too
-                return
+                await self._wait_while_busy(busy)
+                quiet = turns = 0  # what the answers woke must settle too
+            await asyncio.sleep(0)
+            turns += 1
+            if busy is not None and busy():
+                continue
             if (ready is None or not ready) and all(
                 _blocked(task) for task in asyncio.all_tasks() if task is not me
             ):
@@ -190,6 +186,14 @@ class ManualClock:
                     return
             else:
                 quiet = 0
+
+    async def _wait_while_busy(self, busy: Callable[[], bool]) -> None:
+        # Each turn polls the selector: the I/O completes in real time, the clock waits.
+        give_up = time.monotonic() + self._busy_limit
+        while busy():
+            if time.monotonic() > give_up:
+                raise TimeoutError(f"still busy after {self._busy_limit} s of real time")
+            await asyncio.sleep(0)
 
     async def advance(self, seconds: float) -> None:
         """Move the clock ``seconds`` on, firing every timer passed on the way, in order."""
@@ -245,6 +249,12 @@ class ManualClock:
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+
+
+def _ready_queue(loop: asyncio.AbstractEventLoop) -> Sized | None:
+    """The loop's queue of callbacks ready to run, where it shows it (asyncio's own loops)."""
+    ready: Sized | None = getattr(loop, "_ready", None)
+    return ready
 
 
 def _blocked(task: asyncio.Task[object]) -> bool:

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from relaydance_async import clock as clock_module
 from relaydance_async.clock import Clock, ManualClock, SystemClock
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(10)]
@@ -71,3 +72,53 @@ async def test_the_system_clock_is_monotonic_time() -> None:
     await asyncio.wait_for(fired.wait(), 5)
     await clock.sleep(0)
     assert clock.now() >= start
+
+
+async def test_a_busy_clock_stands_still_until_the_work_is_done() -> None:
+    """While ``busy()`` holds (a request on the wire), no timer fires; then time moves on."""
+    in_flight = asyncio.Event()
+    clock = ManualClock(busy=lambda: in_flight.is_set())
+    fired: list[float] = []
+    clock.call_at(1.0, lambda: fired.append(clock.now()))
+
+    async def answer() -> None:
+        await asyncio.sleep(0)  # the "network" answers a few loop turns later
+        await asyncio.sleep(0)
+        assert not fired  # the clock has not moved past the timer meanwhile
+        in_flight.clear()
+
+    in_flight.set()
+    answering = asyncio.create_task(answer())
+    await clock.advance(2.0)
+    await answering
+    assert fired == [1.0]
+
+
+async def test_a_clock_busy_for_ever_gives_up() -> None:
+    """Work that never ends fails the test instead of hanging it."""
+    clock = ManualClock(busy=lambda: True, busy_limit=0.05)
+    with pytest.raises(TimeoutError, match="still busy"):
+        await clock.advance(1.0)
+
+
+async def test_without_the_loops_ready_queue_quiet_turns_settle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a loop that hides its ready callbacks, a chain of callbacks still runs out first."""
+    monkeypatch.setattr(clock_module, "_ready_queue", lambda loop: None)
+    clock = ManualClock()
+    loop = asyncio.get_running_loop()
+    seen: list[int] = []
+
+    def chain(n: int) -> None:
+        seen.append(n)
+        if n < 5:
+            loop.call_soon(chain, n + 1)
+        else:  # the end of the chain books a timer the same advance must still fire
+            clock.call_at(1.2, lambda: fired.append(clock.now()))
+
+    fired: list[float] = []
+    clock.call_at(1.0, lambda: chain(0))
+    await clock.advance(1.5)
+    assert seen == [0, 1, 2, 3, 4, 5]
+    assert fired == [1.2]  # the chain ran out before the clock moved past 1.2
