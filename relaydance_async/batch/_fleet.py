@@ -198,16 +198,17 @@ async def enqueue_batch(
         for key, value in results.items():
             if value in (b"succeeded", b"failed"):
                 done.add(key.decode())
+        # Before any message goes out (a worker may report at once): finished items stay
+        # reported, the rest is reported afresh.
+        stale = [k for k in results if k.decode() not in done]
+        if stale:
+            await redis.hdel(f"{prefix}:results", *stale)
         broker = make_broker(queue, namespace, redeliver_after=redeliver_after, read_ahead=1)
         await broker.startup()
         try:
             await _kick_items(broker, batch_id, [i.id for i in items if i.id not in done])
         finally:
             await broker.shutdown()
-        if done:  # a rerun: finished items stay reported, the rest is reported afresh
-            await redis.hdel(f"{prefix}:results", *[k for k in results if k.decode() not in done])
-        else:
-            await redis.delete(f"{prefix}:results")
     finally:
         await redis.aclose()
     return batch_id

@@ -89,7 +89,7 @@ def run_fleet_batch(
     out = tmp_path / "clips"
     with emulator_process(
         "--speed", "20", "--duration-scale", "0.05", "--failure-rate", "0",
-        "--honour-idempotency-key",
+        "--honour-idempotency-key", "--clips", "fixed",
     ) as info:  # fmt: skip
         env = dict(
             os.environ,
@@ -166,12 +166,12 @@ def run_fleet_batch(
         assert not list(out.glob("*.part*")), where
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(170)
 def test_fleet_batch_survives_killed_workers_and_redis(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     """150 items, 3 workers, 2 worker SIGKILLs and one redis-server SIGKILL: one task per item."""
-    run_fleet_batch(tmp_path, redis_server, items=150, worker_kills=2, deadline=120)
+    run_fleet_batch(tmp_path, redis_server, items=150, worker_kills=2, deadline=100)
 
 
 @pytest.mark.slow
