@@ -3,7 +3,8 @@
 With PyAV installed (the ``media`` extra) each clip is encoded on first use: H.264 at 24 frames
 per second, the asked ``seconds`` long, with frames a little over 90 pixels on the short side in
 the asked ``ratio`` (``resolution`` changes the run time, not the frame size: small frames keep
-the emulator fast and its disk use tiny). Clips are cached per shape for the whole process.
+the emulator fast and its disk use tiny). Clips are cached per shape for the whole process, in
+a temporary directory removed when the process exits.
 
 Without PyAV the emulator stays dependency-free and serves a pre-made two-second clip in the
 asked aspect ratio from ``testing/data`` (only the length then differs from the request).
@@ -11,8 +12,10 @@ asked aspect ratio from ``testing/data`` (only the length then differs from the 
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
+import shutil
 import tempfile
 import threading
 from importlib import resources
@@ -66,6 +69,8 @@ def shaped(ratio: str, seconds: int) -> Path:
             return path
         if _cache_dir is None or not _cache_dir.exists():
             _cache_dir = Path(tempfile.mkdtemp(prefix="relaydance-emulator-clips-"))
+            # The cache lives as long as the process; leave no directory behind after it.
+            atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)
         path = _cache_dir / f"{width}x{height}-{seconds}s.mp4"
         _encode(path, width, height, seconds)
         _cache[key] = path

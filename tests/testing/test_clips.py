@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -85,3 +87,19 @@ async def test_fixed_clip_by_default(api: Api, tmp_path: Path) -> None:
     async with Emulator(EmulatorConfig(speed=None)) as plain:
         path = await _clip(Api(api.session, plain), plain, tmp_path, "9:16", "8")
     assert path.read_bytes() == _clips.FIXED_CLIP.read_bytes()
+
+
+def test_the_clip_cache_is_removed_when_the_process_exits() -> None:
+    """Encoded clips live in a temporary directory that goes away with the process."""
+    code = (
+        "from relaydance_async.testing import _clips\n"
+        "path = _clips.shaped('4:3', 3)\n"
+        "assert path.stat().st_size > 0\n"
+        "print(path.parent)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    folder = Path(done.stdout.strip())
+    assert folder.name.startswith("relaydance-emulator-clips-")
+    assert not folder.exists()
