@@ -25,7 +25,6 @@ from pathlib import Path
 
 import attrs
 
-from relaydance_async import assets
 from relaydance_async._client.client import AsyncRelayDance
 from relaydance_async.batch._fleet import FleetProgress, enqueue_batch, fleet_progress, run_worker
 from relaydance_async.batch._jobfile import (
@@ -44,10 +43,13 @@ from relaydance_async.batch._journal import (
     UploadRecord,
 )
 from relaydance_async.batch._redis_journal import RedisJournal
+
+# The batch's two media hooks live in _refs (the fleet worker imports them from there without
+# importing this package back); re-exported here, where callers have always found them.
+from relaydance_async.batch._refs import review_reference as review_reference
+from relaydance_async.batch._refs import upload_reference as upload_reference
 from relaydance_async.batch._results import BatchResult, BatchStatus, BatchSummary
 from relaydance_async.batch._run import BatchRun, OnUncertain
-from relaydance_async.exceptions import RelayDanceError
-from relaydance_async.models import UploadedFile
 
 __all__ = [
     "BatchItem",
@@ -77,31 +79,6 @@ def _coerce_items(requests: Iterable[object], base_dir: Path | None) -> list[Bat
     if isinstance(requests, (str, bytes)):
         raise TypeError("requests must be an iterable of jobs; use read_job_file() for a file")
     return parse_items(enumerate(requests, start=1), base_dir=base_dir)
-
-
-async def upload_reference(client: AsyncRelayDance, path: Path, host: str | None) -> UploadedFile:
-    """Upload one local reference file to ``host`` (None: the client's default host).
-
-    This and :func:`review_reference` are the only places a batch reaches media hosts.
-
-    Raises:
-        RelayDanceError: The upload failed (or the file breaks the host's media rules).
-    """
-    try:
-        return await client.files.upload(path, host=host)
-    except ValueError as exc:
-        if isinstance(exc, RelayDanceError):
-            raise
-        raise RelayDanceError(str(exc)) from exc
-
-
-async def review_reference(client: AsyncRelayDance, url: str, role: str, name: str | None) -> str:
-    """Turn a hosted media URL into a reviewed ``asset://<id>``, waiting for the review.
-
-    Raises:
-        RelayDanceError: The review failed, or the asset provider refused.
-    """
-    return await assets.review_reference(client, url, role, name)
 
 
 def run_batch(

@@ -263,7 +263,7 @@ class _Batch:
         self.salt = ""
 
     async def open(self, worker: _Worker) -> None:
-        from relaydance_async.batch import review_reference, upload_reference
+        from relaydance_async.batch._refs import review_reference, upload_reference
 
         await self.journal.load(items=False)
         salt = self.journal.meta("salt")

@@ -17,9 +17,11 @@ import anyio
 import anyio.to_thread
 import attrs
 
+from relaydance_async import assets
 from relaydance_async._client.client import AsyncRelayDance
 from relaydance_async.batch._jobfile import BatchItem, RefSpec
 from relaydance_async.batch._journal import Journal, UploadRecord
+from relaydance_async.exceptions import RelayDanceError
 from relaydance_async.models import UploadedFile, VideoRequest
 
 __all__ = ["FRESH_FOR", "RefResolver", "sha256_file"]
@@ -143,3 +145,28 @@ class RefResolver:
             # Failed work is dropped so a later item tries again; done work lives in the journal.
             del self._inflight[key]
             pending.done.set()
+
+
+async def upload_reference(client: AsyncRelayDance, path: Path, host: str | None) -> UploadedFile:
+    """Upload one local reference file to ``host`` (None: the client's default host).
+
+    This and :func:`review_reference` are the only places a batch reaches media hosts.
+
+    Raises:
+        RelayDanceError: The upload failed (or the file breaks the host's media rules).
+    """
+    try:
+        return await client.files.upload(path, host=host)
+    except ValueError as exc:
+        if isinstance(exc, RelayDanceError):
+            raise
+        raise RelayDanceError(str(exc)) from exc
+
+
+async def review_reference(client: AsyncRelayDance, url: str, role: str, name: str | None) -> str:
+    """Turn a hosted media URL into a reviewed ``asset://<id>``, waiting for the review.
+
+    Raises:
+        RelayDanceError: The review failed, or the asset provider refused.
+    """
+    return await assets.review_reference(client, url, role, name)
