@@ -27,6 +27,7 @@ from relaydance_async._sansio.asset_wire import (
     asset_from_wire,
 )
 from relaydance_async._sansio.protocol import envelope_data
+from relaydance_async._sansio.redact import contains_secret, scrub
 from relaydance_async._sansio.retry import RequestKind
 from relaydance_async.exceptions import (
     APIResponseValidationError,
@@ -122,6 +123,7 @@ class AssetClient:
             base = os.environ.get("SEEDANCE_ASSET_BASE_URL")
             provider = AssetProvider(base_url=base) if base else AssetProvider()
         self._requester = client.requester
+        self._requester.add_secret(key)
         self._files = client.files
         self._client = client
         self._key = key
@@ -158,7 +160,8 @@ class AssetClient:
         try:
             return asset_from_wire(data, asset_id)
         except ValueError as error:
-            raise APIResponseValidationError(str(error), method="GET", url=url) from error
+            shown = scrub(str(error), (*self._requester.secrets, self._key))
+            raise APIResponseValidationError(shown, method="GET", url=url) from error
 
     async def create(
         self,
@@ -193,7 +196,8 @@ class AssetClient:
         )
         data = envelope_data(answer.json())
         asset_id = data.get("AssetId") or data.get("asset_id") if isinstance(data, dict) else None
-        if not isinstance(asset_id, str) or not asset_id:
+        secrets = (*self._requester.secrets, self._key)
+        if not isinstance(asset_id, str) or not asset_id or contains_secret(asset_id, secrets):
             raise APIResponseValidationError(
                 "the asset-upload answer has no AssetId", method="POST", url=endpoint
             )

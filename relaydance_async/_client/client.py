@@ -47,6 +47,7 @@ DEFAULT_BASE_URL = "https://relaydance.com/v1"
 _DEFAULT_TIMEOUT = Timeout()
 _DEFAULT_LIMITS = Limits()
 _DEFAULT_RETRY = RetryPolicy()
+_KEY_VARIABLES = ("RELAYDANCE_API_KEY", "WAVESPEED_API_KEY", "SEEDANCE_ASSET_API_KEY")
 
 
 def _user_agent() -> str:
@@ -133,6 +134,9 @@ class AsyncRelayDance:
             limits=limits,
             sleep=self._clock.sleep,  # retries wait on the client's clock, like the scheduler
         )
+        # Every key this process is configured with is scrubbed from what servers write back.
+        for name in _KEY_VARIABLES:
+            self._requester.add_secret(os.environ.get(name, ""))
         # One object for the client's life: the receiver detaches by the same fetch it attached.
         self._fetch = functools.partial(fetch_task_once, self._requester)
         self.media_hosts: dict[str, MediaHost] = {}

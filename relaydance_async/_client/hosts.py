@@ -119,7 +119,7 @@ async def upload_to_relaydance(
         headers=headers,
         max_attempts=None if prepared.reusable else 1,
     )
-    result = parse_answer(uploaded_file_from_wire, answer, "POST", "/files")
+    result = parse_answer(uploaded_file_from_wire, answer, "POST", "/files", requester.secrets)
     return attrs.evolve(
         result,
         filename=result.filename or prepared.filename,
@@ -230,6 +230,7 @@ class WaveSpeedHost:
             RequestTooLargeError: The file is too large for WaveSpeed (413).
         """
         requester.check_open()
+        requester.add_secret(self.api_key or "")
         prepared = open_source(source, filename=filename, content_type=content_type)
         await check_source(source, prepared, self.check)
         body = MultipartBody(prepared, on_progress=on_progress)

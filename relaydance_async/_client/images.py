@@ -43,4 +43,6 @@ class Images:
             body["size"] = size
         spec = RequestSpec("POST", "/images/generations", RequestKind.SUBMIT, json=body)
         answer = await self._requester.call(spec)
-        return parse_answer(images_from_wire, answer, "POST", "/images/generations")
+        return parse_answer(
+            images_from_wire, answer, "POST", "/images/generations", self._requester.secrets
+        )

@@ -22,4 +22,4 @@ class Models:
     async def list(self) -> list[Model]:
         """``GET /models``: every model this key may use (the source of truth for model ids)."""
         answer = await self._requester.call(_LIST)
-        return parse_answer(models_from_wire, answer, "GET", "/models")
+        return parse_answer(models_from_wire, answer, "GET", "/models", self._requester.secrets)

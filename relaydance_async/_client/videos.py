@@ -18,6 +18,7 @@ from relaydance_async._sansio.protocol import (
     parse_answer,
     retrieve_video_path,
 )
+from relaydance_async._sansio.redact import contains_secret, scrub
 from relaydance_async._sansio.retry import RequestKind
 from relaydance_async._sansio.validate import validate_video_request
 from relaydance_async._sansio.wire import request_to_wire, task_from_wire
@@ -51,18 +52,20 @@ async def fetch_task_once(requester: Requester, task_id: str) -> Task:
         APIError: Anything else went wrong; the scheduler decides when to try again.
     """
     path = retrieve_video_path(task_id)
-    task = parse_answer(task_from_wire, await requester.get_once(path), "GET", path)
-    return _the_task_asked_for(task, task_id, path)
+    task = parse_answer(
+        task_from_wire, await requester.get_once(path), "GET", path, requester.secrets
+    )
+    return _the_task_asked_for(task, task_id, path, requester.secrets)
 
 
-def _the_task_asked_for(task: Task, task_id: str, path: str) -> Task:
+def _the_task_asked_for(task: Task, task_id: str, path: str, secrets: tuple[str, ...]) -> Task:
     """``task``, unless the server answered about another task: then a validation error.
 
     A stale cache or a proxy mix-up must never resolve a job with someone else's clip.
     """
-    if task.id != task_id:
+    if task.id != task_id or contains_secret(task.id, secrets):
         raise APIResponseValidationError(
-            f"asked for task {task_id!r}, the answer describes task {task.id!r}",
+            scrub(f"asked for task {task_id!r}, the answer describes task {task.id!r}", secrets),
             method="GET",
             url=path,
         )
@@ -158,7 +161,13 @@ class Videos:
         )
         try:
             answer = await self._requester.call(spec, uncertain=UncertainCreate(built, key))
-            return parse_answer(task_from_wire, answer, "POST", "/video/generations")
+            secrets = self._requester.secrets
+            task = parse_answer(task_from_wire, answer, "POST", "/video/generations", secrets)
+            if contains_secret(task.id, secrets):  # an id that echoes a key would show it
+                raise APIResponseValidationError(
+                    "the answer's task id carries a secret", method="POST", url="/video/generations"
+                )
+            return task
         except APIResponseValidationError as error:
             # The server said yes to something: a task may exist even if its answer is unreadable.
             raise SubmissionUncertainError(
@@ -175,8 +184,8 @@ class Videos:
             raise RequestValidationError("task_id", "must be a non-empty string")
         spec = RequestSpec("GET", retrieve_video_path(task_id), RequestKind.READ)
         answer = await self._requester.call(spec)
-        task = parse_answer(task_from_wire, answer, "GET", spec.path)
-        return _the_task_asked_for(task, task_id, spec.path)
+        task = parse_answer(task_from_wire, answer, "GET", spec.path, self._requester.secrets)
+        return _the_task_asked_for(task, task_id, spec.path, self._requester.secrets)
 
     async def submit(
         self,

@@ -66,17 +66,24 @@ class UncertainCreate:
 _T = TypeVar("_T")
 
 
-def parse_answer(parse: Callable[[Any], _T], data: Any, method: str, url: str) -> _T:
+def parse_answer(
+    parse: Callable[[Any], _T],
+    data: Any,
+    method: str,
+    url: str,
+    secrets: Collection[str] = (),
+) -> _T:
     """``parse(data)``, a decoded answer turned into a model.
 
     Raises:
-        APIResponseValidationError: The answer does not have the expected shape.
+        APIResponseValidationError: The answer does not have the expected shape (the server's
+            text it quotes has ``secrets`` scrubbed).
     """
     try:
         return parse(data)
     except (ValueError, TypeError, KeyError) as error:
         raise exc.APIResponseValidationError(
-            f"unexpected answer: {error}", method=method, url=url
+            scrub(f"unexpected answer: {error}", secrets), method=method, url=url
         ) from error
 
 

@@ -15,6 +15,7 @@ from typing import Any
 __all__ = [
     "REDACTED",
     "credential_values",
+    "contains_secret",
     "is_credential_header",
     "scrub",
     "scrub_value",
@@ -54,6 +55,11 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
         if len(secret) >= _MIN_SECRET and secret in text:
             text = text.replace(secret, REDACTED)
     return text
+
+
+def contains_secret(text: str, secrets: Iterable[str]) -> bool:
+    """Whether ``text`` holds any secret (of at least 6 characters) whole."""
+    return any(len(secret) >= _MIN_SECRET and secret in text for secret in secrets)
 
 
 def scrub_value(value: Any, secrets: Iterable[str]) -> Any:
