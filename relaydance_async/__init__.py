@@ -5,6 +5,7 @@ from __future__ import annotations
 from relaydance_async._client.client import AsyncRelayDance
 from relaydance_async._client.hosts import MediaHost, RelayDanceFiles, WaveSpeedHost
 from relaydance_async._client.jobs import VideoJob, as_completed, gather
+from relaydance_async._client.model_list import ModelPage
 from relaydance_async._http.observe import setup_logging
 from relaydance_async._http.session import Answer, CallOptions, Requester
 from relaydance_async._http.upload import (
@@ -144,6 +145,7 @@ __all__ = [
     "MockResponse",
     "MockTransport",
     "Model",
+    "ModelPage",
     "MultipartBody",
     "NotFoundError",
     "PaymentRequiredError",

@@ -148,7 +148,7 @@ class AssetClient:
             NotFoundError: No such asset (404).
             APIStatusError: Any other error answer (401, 402, 422, 429, 455, 5xx…).
         """
-        self._requester.check_open()
+        await self._requester.ensure_open()
         if asset_id.startswith(ASSET_SCHEME):
             asset_id = asset_id[len(ASSET_SCHEME) :]
         query = urllib.parse.urlencode({self.provider.id_param: asset_id})
@@ -184,7 +184,7 @@ class AssetClient:
         _check_url(asset_url)
         _check_name(name)
         kind = _asset_type(asset_type)
-        self._requester.check_open()
+        await self._requester.ensure_open()
         endpoint = self._url(self.provider.upload_path)
         body = {"name": name, "asset_type": kind.value, "asset_url": asset_url}
         answer = await self._requester.request(

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import os
 import platform
 import urllib.parse
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import aiohttp
 import anyio
+import attrs
 
 from relaydance_async import exceptions as exc
 from relaydance_async._client.assets import AssetClient
@@ -25,7 +29,7 @@ from relaydance_async._client.videos import Videos, fetch_task_once
 from relaydance_async._http.budget import RequestBudget
 from relaydance_async._http.download import download_to, resolve_destination, safe_name
 from relaydance_async._http.observe import download_log, download_span, shown_url
-from relaydance_async._http.session import Requester
+from relaydance_async._http.session import CallOptions, Requester, call_options
 from relaydance_async._http.upload import ProgressCallback
 from relaydance_async._sansio.polling.policy import PollPolicy
 from relaydance_async._sansio.settings import Limits, RetryPolicy, Timeout
@@ -58,13 +62,18 @@ def _user_agent() -> str:
 
 
 class AsyncRelayDance:
-    """The asyncio client for the RelayDance API; open it with ``async with``.
+    """The asyncio client for the RelayDance API.
+
+    Use it with ``async with``, or just call it: it opens on first use (as
+    ``httpx.AsyncClient`` and ``AsyncOpenAI`` do); then ``await client.aclose()`` (or
+    ``close()``) when done. A client garbage-collected while open warns (``ResourceWarning``).
 
     Args:
         api_key: The API key; defaults to ``RELAYDANCE_API_KEY``.
         base_url: The API root; defaults to ``RELAYDANCE_BASE_URL``, then
             ``https://relaydance.com/v1``.
-        timeout: Connect, read and whole-request timeouts.
+        timeout: Connect, read and whole-request timeouts (an ``rd.Timeout``), or a number of
+            seconds for each whole API call (``Timeout(request=...)``, as in the OpenAI SDK).
         limits: Connection pool and shared request budget (concurrency, requests per second).
         retry: Backoff and attempt limits; submits are retried only where safe.
         poll: The polling scheduler's ``PollPolicy`` (defaults to ``PollPolicy()``).
@@ -80,9 +89,12 @@ class AsyncRelayDance:
             (this client alone) by default.
         clock: The clock the scheduler, the request budget and job waits run on
             (``SystemClock()`` by default; tests pass a ``ManualClock``).
+        max_retries: Shorthand for ``retry=RetryPolicy(max_attempts=max_retries + 1)``, as in
+            the OpenAI SDK (retries after the first attempt; submits still only where safe).
 
     Raises:
         RelayDanceError: No API key was given and ``RELAYDANCE_API_KEY`` is not set.
+        TypeError: An unknown keyword, or ``max_retries`` together with ``retry``.
     """
 
     def __init__(
@@ -90,7 +102,7 @@ class AsyncRelayDance:
         api_key: str | None = None,
         *,
         base_url: str | None = None,
-        timeout: Timeout = _DEFAULT_TIMEOUT,
+        timeout: Timeout | float = _DEFAULT_TIMEOUT,
         limits: Limits = _DEFAULT_LIMITS,
         retry: RetryPolicy = _DEFAULT_RETRY,
         poll: PollPolicy | None = None,
@@ -100,7 +112,21 @@ class AsyncRelayDance:
         transport: Transport | None = None,
         coordinator: Coordinator | None = None,
         clock: Clock | None = None,
+        max_retries: int | None = None,
     ) -> None:
+        if not isinstance(timeout, Timeout):
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+                raise TypeError(f"timeout must be an rd.Timeout or seconds, got {timeout!r}")
+            # The OpenAI SDK's habit: a number bounds each whole API call.
+            timeout = attrs.evolve(_DEFAULT_TIMEOUT, request=float(timeout))
+        if max_retries is not None:
+            if retry is not _DEFAULT_RETRY:
+                raise TypeError("pass max_retries= or retry=, not both")
+            if isinstance(max_retries, bool) or not isinstance(max_retries, int):
+                raise TypeError(f"max_retries must be an int, got {type(max_retries).__name__}")
+            if max_retries < 0:
+                raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+            retry = attrs.evolve(retry, max_attempts=max_retries + 1)
         key = api_key if api_key is not None else os.environ.get("RELAYDANCE_API_KEY")
         if not key:
             raise exc.RelayDanceError(
@@ -137,6 +163,9 @@ class AsyncRelayDance:
         # Every key this process is configured with is scrubbed from what servers write back.
         for name in _KEY_VARIABLES:
             self._requester.add_secret(os.environ.get(name, ""))
+        self._requester.set_opener(self._open_on_first_use)
+        self._opening: anyio.Lock | None = None
+        self._parent: AsyncRelayDance | None = None
         # One object for the client's life: the receiver detaches by the same fetch it attached.
         self._fetch = functools.partial(fetch_task_once, self._requester)
         self.media_hosts: dict[str, MediaHost] = {}
@@ -153,7 +182,47 @@ class AsyncRelayDance:
         self._assets: AssetClient | None = None
 
     def __repr__(self) -> str:
-        return f"<AsyncRelayDance base_url={self._base_url!r} state={self._state}>"
+        root = self._parent or self
+        view = " (with options)" if self._parent is not None else ""
+        return f"<AsyncRelayDance base_url={self._base_url!r} state={root._state}{view}>"
+
+    def with_options(
+        self,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> AsyncRelayDance:
+        """A view of this client with other defaults for its API calls (as in the OpenAI SDK).
+
+        The view shares everything else: connections, request budget, scheduler and jobs.
+        Opening it opens this client; closing it leaves this client open.
+        Options given to a call still win over the view's.
+
+        Args:
+            timeout: Seconds each API call may take (``Timeout.request`` otherwise).
+            max_retries: Retries after the first attempt of each call (submits still only
+                where safe).
+            extra_headers: Headers added to every API call.
+            extra_query: Query parameters added to every API call.
+            extra_body: Fields merged into every JSON body.
+
+        Raises:
+            TypeError: A value of the wrong type (or an unknown keyword).
+            ValueError: A negative ``timeout`` or ``max_retries``.
+        """
+        options = call_options(timeout, extra_headers, extra_query, extra_body, max_retries)
+        root = self._parent or self
+        view = copy.copy(self)
+        view._parent = root
+        view._requester = self._requester.with_defaults(options or CallOptions())
+        view.files = Files(view._requester, root._media_host, root.media_hosts)
+        view.videos = Videos(view._requester, root._scheduler_or_fail, root._webhooks)
+        view.models = Models(view._requester)
+        view.images = Images(view._requester)
+        return view
 
     @property
     def base_url(self) -> str:
@@ -229,6 +298,9 @@ class AsyncRelayDance:
         Raises:
             ClientStateError: The client was closed; build a new one.
         """
+        if self._parent is not None:  # a view: its client owns the connections
+            await self._parent.open()
+            return self
         if self._state == "open":
             return self
         if self._state == "closed":
@@ -268,9 +340,10 @@ class AsyncRelayDance:
     async def aclose(self) -> None:
         """Stop the scheduler (failing jobs still waiting) and close the pool (idempotent).
 
-        A borrowed ``session`` is left open.
+        A borrowed ``session`` is left open. Closing a ``with_options`` view does nothing: its
+        client stays open.
         """
-        if self._state == "closed":
+        if self._parent is not None or self._state == "closed":
             return
         was_open = self._state == "open"
         self._state = "closed"
@@ -298,6 +371,18 @@ class AsyncRelayDance:
                 finally:
                     await self._coordinator.aclose()
 
+    async def close(self) -> None:
+        """The same as :meth:`aclose` (the OpenAI SDK's spelling)."""
+        await self.aclose()
+
+    async def _open_on_first_use(self) -> None:
+        # Concurrent first calls open once: the others wait for the first.
+        if self._opening is None:
+            self._opening = anyio.Lock()
+        async with self._opening:
+            if self._state == "new":
+                await self.open()
+
     async def __aenter__(self) -> AsyncRelayDance:
         return await self.open()
 
@@ -310,7 +395,7 @@ class AsyncRelayDance:
         await self.aclose()
 
     def __del__(self) -> None:
-        if getattr(self, "_state", None) == "open":
+        if getattr(self, "_parent", None) is None and getattr(self, "_state", None) == "open":
             warnings.warn(
                 f"{self!r} was garbage-collected while open; use 'async with' or aclose()",
                 ResourceWarning,
@@ -318,9 +403,10 @@ class AsyncRelayDance:
             )
 
     def _scheduler_or_fail(self) -> Scheduler:
-        self._requester.check_open()
-        assert self._scheduler is not None  # set whenever the client is open
-        return self._scheduler
+        root = self._parent or self
+        root._requester.check_open()
+        assert root._scheduler is not None  # set whenever the client is open
+        return root._scheduler
 
     # ---------------------------------------------------------------- downloads
 
@@ -351,7 +437,7 @@ class AsyncRelayDance:
             DownloadError: The bytes could not all be fetched, or ``dest`` (or its folder) could
                 not be created or written (the message names it); nothing is left at ``dest``.
         """
-        self._requester.check_open()
+        await self._requester.ensure_open()
         if isinstance(task_or_url, Task):
             if not task_or_url.url and task_or_url.status is TaskStatus.SUCCEEDED:
                 # A snapshot without its URL (a replayed submit answer, say): read it afresh.

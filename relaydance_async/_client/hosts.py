@@ -107,7 +107,7 @@ async def upload_to_relaydance(
         RequestValidationError: The source is missing, empty or unreadable (before any I/O).
         APIError: The upload failed.
     """
-    requester.check_open()
+    await requester.ensure_open()
     prepared = open_source(source, filename=filename, content_type=content_type)
     body = MultipartBody(prepared, on_progress=on_progress)
     headers = {"Content-Type": body.content_type}
@@ -229,7 +229,7 @@ class WaveSpeedHost:
             AuthenticationError: The WaveSpeed key was refused (401).
             RequestTooLargeError: The file is too large for WaveSpeed (413).
         """
-        requester.check_open()
+        await requester.ensure_open()
         requester.add_secret(self.api_key or "")
         prepared = open_source(source, filename=filename, content_type=content_type)
         await check_source(source, prepared, self.check)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from relaydance_async._http.session import Requester
+from relaydance_async._http.session import Requester, call_options
 from relaydance_async._sansio.protocol import RequestSpec, parse_answer
 from relaydance_async._sansio.retry import RequestKind
 from relaydance_async._sansio.validate import validate_image_request
@@ -21,7 +22,16 @@ class Images:
         self._requester = requester
 
     async def generate(
-        self, *, model: str, prompt: str, n: int = 1, size: str | None = None
+        self,
+        *,
+        model: str,
+        prompt: str,
+        n: int = 1,
+        size: str | None = None,
+        timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
     ) -> list[GeneratedImage]:
         """``POST /images/generations``: generate ``n`` images and wait for them.
 
@@ -33,16 +43,21 @@ class Images:
             prompt: What to draw.
             n: How many images, 1–10.
             size: ``WxH`` such as ``1024x1024``; the server's default when omitted.
+            timeout: Seconds the call may take.
+            extra_headers: Headers added to this call.
+            extra_query: Query parameters added to this call.
+            extra_body: Fields merged into the JSON body.
 
         Raises:
             RequestValidationError: An argument is malformed (before any I/O).
         """
         validate_image_request(model, prompt, n, size)
+        options = call_options(timeout, extra_headers, extra_query, extra_body)
         body: dict[str, Any] = {"model": model, "prompt": prompt, "n": n}
         if size is not None:
             body["size"] = size
         spec = RequestSpec("POST", "/images/generations", RequestKind.SUBMIT, json=body)
-        answer = await self._requester.call(spec)
+        answer = await self._requester.call(spec, options=options)
         return parse_answer(
             images_from_wire, answer, "POST", "/images/generations", self._requester.secrets
         )

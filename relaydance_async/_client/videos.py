@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -11,7 +11,7 @@ import attrs
 from relaydance_async._client.jobs import VideoJob
 from relaydance_async._client.scheduler import Scheduler
 from relaydance_async._http.observe import job_log, start_job
-from relaydance_async._http.session import Requester
+from relaydance_async._http.session import Requester, call_options
 from relaydance_async._sansio.protocol import (
     RequestSpec,
     UncertainCreate,
@@ -95,6 +95,14 @@ def build_request(request: VideoRequest | None, fields: dict[str, Any]) -> Video
     Raises:
         RequestValidationError: Unknown or missing fields, or a broken rule.
     """
+    unknown = sorted(set(fields) - _REQUEST_FIELDS)
+    if unknown:
+        # A misspelt keyword is a programming error, as with any Python call: TypeError.
+        raise TypeError(
+            f"unexpected keyword argument(s) {', '.join(map(repr, unknown))}; a video request "
+            f"takes {', '.join(sorted(_REQUEST_FIELDS))} (put vendor fields in extra_metadata, "
+            "or send raw fields with extra_body=)"
+        )
     try:
         if request is None:
             built = VideoRequest(**fields)
@@ -105,6 +113,9 @@ def build_request(request: VideoRequest | None, fields: dict[str, Any]) -> Video
     except TypeError as error:
         raise RequestValidationError("request", str(error)) from None
     return validate_video_request(built)
+
+
+_REQUEST_FIELDS = frozenset(field.name for field in attrs.fields(VideoRequest))
 
 
 class Videos:
@@ -132,6 +143,10 @@ class Videos:
         /,
         *,
         idempotency_key: str | None = None,
+        timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
         **fields: Any,
     ) -> Task:
         """``POST /video/generations`` once; return the submit answer (status ``submitted``).
@@ -139,11 +154,14 @@ class Videos:
         Pass a ``VideoRequest``, or its fields as keywords (``model=``, ``prompt=``,
         ``seconds=``, ``ratio=``, ``resolution=``, ``generate_audio=``, ``callback_url=``,
         ``references=``, ``extra_metadata=``), or both (the keywords override).
+        ``timeout`` (seconds for the whole call), ``extra_headers``, ``extra_query`` and
+        ``extra_body`` (merged into the JSON body) apply to this call only.
 
         Every attempt carries the same ``Idempotency-Key``. The request is resent only where
         the server cannot have created a task (no connection, 429, 503).
 
         Raises:
+            TypeError: An unknown keyword (before any I/O).
             RequestValidationError: The request breaks a rule (before any I/O).
             SubmissionUncertainError: A task may or may not have been created (no answer, a
                 5xx, or an answer that could not be read); it was not resubmitted. It carries
@@ -152,6 +170,7 @@ class Videos:
         """
         built = build_request(request, fields)
         key = new_idempotency_key() if idempotency_key is None else _check_key(idempotency_key)
+        options = call_options(timeout, extra_headers, extra_query, extra_body)
         spec = RequestSpec(
             "POST",
             "/video/generations",
@@ -160,7 +179,9 @@ class Videos:
             headers={"Idempotency-Key": key},
         )
         try:
-            answer = await self._requester.call(spec, uncertain=UncertainCreate(built, key))
+            answer = await self._requester.call(
+                spec, uncertain=UncertainCreate(built, key), options=options
+            )
             secrets = self._requester.secrets
             task = parse_answer(task_from_wire, answer, "POST", "/video/generations", secrets)
             if contains_secret(task.id, secrets):  # an id that echoes a key would show it
@@ -174,16 +195,26 @@ class Videos:
                 built, key, f"the submit was accepted but its answer was unreadable ({error})"
             ) from error
 
-    async def retrieve(self, task_id: str) -> Task:
+    async def retrieve(
+        self,
+        task_id: str,
+        *,
+        timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, str] | None = None,
+    ) -> Task:
         """``GET /video/generations/{task_id}``, retried on transient trouble.
+
+        ``timeout``, ``extra_headers`` and ``extra_query`` apply to this call only.
 
         Raises:
             NotFoundError: No such task (a 404, or the gateway's 400 ``task_not_exist``).
         """
         if not isinstance(task_id, str) or not task_id.strip():
             raise RequestValidationError("task_id", "must be a non-empty string")
+        options = call_options(timeout, extra_headers, extra_query)
         spec = RequestSpec("GET", retrieve_video_path(task_id), RequestKind.READ)
-        answer = await self._requester.call(spec)
+        answer = await self._requester.call(spec, options=options)
         task = parse_answer(task_from_wire, answer, "GET", spec.path, self._requester.secrets)
         return _the_task_asked_for(task, task_id, spec.path, self._requester.secrets)
 
@@ -194,6 +225,10 @@ class Videos:
         *,
         idempotency_key: str | None = None,
         max_wait: float | None = None,
+        timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
         **fields: Any,
     ) -> VideoJob:
         """Submit once, then hand the task to the client's scheduler; return its ``VideoJob``.
@@ -205,24 +240,44 @@ class Videos:
             request: A ``VideoRequest``, or give its fields as keywords.
             idempotency_key: Sent on every attempt; generated when omitted.
             max_wait: Give up waiting after this many seconds (the policy's default when None).
+            timeout: Seconds the submit call may take (not the wait: see ``max_wait``).
+            extra_headers: Headers added to the submit.
+            extra_query: Query parameters added to the submit.
+            extra_body: Fields merged into the submit's JSON body.
             **fields: The request's fields, as for ``create``.
 
         Raises:
             The same errors as ``create``.
         """
-        scheduler = self._scheduler()
         built = build_request(request, fields)
+        call_options(timeout, extra_headers, extra_query, extra_body)  # checked before any I/O
+        await self._requester.ensure_open()
+        scheduler = self._scheduler()
         key = new_idempotency_key() if idempotency_key is None else _check_key(idempotency_key)
         receiver = self._webhooks
         if receiver is not None and built.callback_url is None:
             built = attrs.evolve(built, callback_url=receiver.callback_url(key))
         trace = start_job(built.model)
         if trace is None:
-            task = await self.create(built, idempotency_key=key)
+            task = await self.create(
+                built,
+                idempotency_key=key,
+                timeout=timeout,
+                extra_headers=extra_headers,
+                extra_query=extra_query,
+                extra_body=extra_body,
+            )
         else:
             try:
                 with trace.submitting():
-                    task = await self.create(built, idempotency_key=key)
+                    task = await self.create(
+                        built,
+                        idempotency_key=key,
+                        timeout=timeout,
+                        extra_headers=extra_headers,
+                        extra_query=extra_query,
+                        extra_body=extra_body,
+                    )
             except BaseException as error:
                 trace.finished(error)
                 raise
@@ -245,6 +300,10 @@ class Videos:
             task_id: The task to watch.
             kind: Its kind, if known, for learned poll timing.
             max_wait: Give up waiting after this many seconds from now.
+
+        Raises:
+            ClientStateError: The client is not open (``watch`` is not awaited, so it cannot
+                open the client: open it first, or make any awaited call).
         """
         if not isinstance(task_id, str) or not task_id.strip():
             raise RequestValidationError("task_id", "must be a non-empty string")

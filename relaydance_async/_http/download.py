@@ -130,7 +130,7 @@ async def download_to(
             server broke a limit (size, deadline, rate, not media, redirects), or the
             destination (or its folder) could not be created or written; it names the path.
     """
-    requester.check_open()
+    await requester.ensure_open()
     limits = requester.limits
     temp = path.parent / f".{path.name}.part-{secrets.token_hex(4)}"
     try:

@@ -19,6 +19,7 @@ Three doors lead to that loop:
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import random
@@ -85,6 +86,59 @@ class CallOptions:
     extra_headers: Mapping[str, str] = attrs.field(default=_EMPTY, repr=False)
     extra_query: Mapping[str, str] = _EMPTY
     extra_body: Mapping[str, Any] = _EMPTY
+
+    def over(self, base: CallOptions | None) -> CallOptions:
+        """These options on top of ``base`` (a client's defaults): set values win, maps merge."""
+        if base is None:
+            return self
+        return CallOptions(
+            max_retries=self.max_retries if self.max_retries is not None else base.max_retries,
+            timeout=self.timeout if self.timeout is not None else base.timeout,
+            extra_headers={**base.extra_headers, **self.extra_headers},
+            extra_query={**base.extra_query, **self.extra_query},
+            extra_body={**base.extra_body, **self.extra_body},
+        )
+
+
+def call_options(
+    timeout: float | None = None,
+    extra_headers: Mapping[str, str] | None = None,
+    extra_query: Mapping[str, str] | None = None,
+    extra_body: Mapping[str, Any] | None = None,
+    max_retries: int | None = None,
+) -> CallOptions | None:
+    """``CallOptions`` from a method's keywords, or None when none was given.
+
+    Raises:
+        TypeError: A value of the wrong type.
+        ValueError: A negative ``timeout`` or ``max_retries``.
+    """
+    if timeout is None and max_retries is None and not (extra_headers or extra_query or extra_body):
+        return None
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError(f"timeout must be a number of seconds, got {type(timeout).__name__}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+    if max_retries is not None:
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int):
+            raise TypeError(f"max_retries must be an int, got {type(max_retries).__name__}")
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+    for name, value in (
+        ("extra_headers", extra_headers),
+        ("extra_query", extra_query),
+        ("extra_body", extra_body),
+    ):
+        if value is not None and not isinstance(value, Mapping):
+            raise TypeError(f"{name} must be a mapping, got {type(value).__name__}")
+    return CallOptions(
+        max_retries=max_retries,
+        timeout=float(timeout) if timeout is not None else None,
+        extra_headers=dict(extra_headers or {}),
+        extra_query=dict(extra_query or {}),
+        extra_body=dict(extra_body or {}),
+    )
 
 
 @attrs.frozen
@@ -236,6 +290,11 @@ class Requester:
         self._budget: RequestBudget | None = None
         self._state = "new"
         self._user_agent = user_agent
+        # Opens the client on first use (``AsyncRelayDance`` sets it; None: must be opened).
+        self._opener: Callable[[], Awaitable[Any]] | None = None
+        # A view (``with_options``) shares its root's transport and budget, with its defaults.
+        self._root: Requester | None = None
+        self._defaults: CallOptions | None = None
         # Built once: the poll path reuses these dicts for every request.
         self._headers: Mapping[str, str] = {
             "Authorization": f"Bearer {api_key}",
@@ -253,7 +312,7 @@ class Requester:
         }
 
     def __repr__(self) -> str:
-        return f"<Requester base_url={self._base_url!r} state={self._state}>"
+        return f"<Requester base_url={self._base_url!r} state={(self._root or self)._state}>"
 
     # ---------------------------------------------------------------- state
 
@@ -296,12 +355,39 @@ class Requester:
         """
         self._opened()
 
+    def set_opener(self, opener: Callable[[], Awaitable[Any]] | None) -> None:
+        """Open the client with ``opener`` on first use (as ``httpx.AsyncClient`` does)."""
+        self._opener = opener
+
+    async def ensure_open(self) -> None:
+        """Open the client if it was never opened (and can open itself); fail if closed.
+
+        Raises:
+            ClientStateError: The client was closed, or cannot open itself.
+        """
+        root = self._root or self
+        if root._transport is None and root._state == "new" and root._opener is not None:
+            await root._opener()
+        root._opened()
+
+    def with_defaults(self, defaults: CallOptions) -> Requester:
+        """A view sending through this requester's transport and budget, with ``defaults``.
+
+        Per-call options given to ``call`` still win over them.
+        """
+        view = copy.copy(self)
+        view._root = self._root or self
+        view._defaults = defaults.over(self._defaults)
+        return view
+
     def _opened(self) -> tuple[Transport, RequestBudget]:
-        transport, budget = self._transport, self._budget
+        root = self._root or self
+        transport, budget = root._transport, root._budget
         if transport is None or budget is None:
-            when = "before it was opened" if self._state == "new" else "after it was closed"
+            when = "before it was opened" if root._state == "new" else "after it was closed"
             raise exc.ClientStateError(
-                f"AsyncRelayDance used {when}: use 'async with AsyncRelayDance() as client'"
+                f"AsyncRelayDance used {when}: use 'async with AsyncRelayDance() as client', "
+                "or await any call first (a client opens on first use)"
             )
         return transport, budget
 
@@ -339,6 +425,8 @@ class Requester:
             TransportError: No answer arrived.
             ClientStateError: The client is not open.
         """
+        if (self._root or self)._transport is None:
+            await self.ensure_open()
         transport, budget = self._opened()
         async with budget.slot():
             seen = RequestObservation(request)
@@ -414,6 +502,7 @@ class Requester:
         Raises:
             TransportError: No answer arrived.
         """
+        await self.ensure_open()
         transport, budget = self._opened()
         if not budgeted:
             response = await self._send_seen(transport, request)
@@ -544,6 +633,8 @@ class Requester:
         url = self._base_url + spec.path
         payload_json = spec.json
         timeout: float | None = None
+        if self._defaults is not None:
+            options = options.over(self._defaults) if options is not None else self._defaults
         if options is not None:
             if options.extra_query:
                 sep = "&" if "?" in url else "?"
