@@ -43,6 +43,7 @@ __all__ = [
     "JobTrace",
     "RequestObservation",
     "download_span",
+    "observe_request",
     "http_log",
     "job_log",
     "setup_logging",
@@ -109,6 +110,9 @@ def shown_url(url: str) -> str:
 
 _override: Any = None
 _cached: tuple[Any, Any] | None = None
+_checked_at = -1e9
+_RECHECK = 1.0
+"""Seconds between looks at the global tracer provider (an app may set one after start)."""
 
 
 def use_tracer_provider(provider: Any) -> None:
@@ -116,22 +120,43 @@ def use_tracer_provider(provider: Any) -> None:
 
     For tests and for apps that keep several providers; most apps set the global provider.
     """
-    global _override, _cached
+    global _override, _cached, _checked_at
     _override = provider
     _cached = None
+    _checked_at = -1e9
 
 
 def tracer() -> Any:
-    """The library's tracer, or ``None`` when nothing would record spans (no extra, no provider)."""
-    global _cached
+    """The library's tracer, or ``None`` when nothing would record spans (no extra, no provider).
+
+    Called for every request, so the global provider is looked up at most once a second.
+    """
+    global _cached, _checked_at
     if _otel is None:
         return None
+    if _override is None:
+        now = time.monotonic()
+        if now - _checked_at < _RECHECK:
+            return _cached[1] if _cached is not None else None
+        _checked_at = now
     provider = _override if _override is not None else _otel.get_tracer_provider()
     if isinstance(provider, (_otel.ProxyTracerProvider, _otel.NoOpTracerProvider)):
+        _cached = None
         return None
     if _cached is None or _cached[0] is not provider:
         _cached = (provider, provider.get_tracer("relaydance_async", __version__))
     return _cached[1]
+
+
+def observe_request(request: HTTPRequest) -> RequestObservation | None:
+    """An observation of one HTTP attempt, or ``None`` when nobody would see it.
+
+    The hot path: with no DEBUG logging and no tracing, a request costs one level check and
+    one cached look-up, and no object.
+    """
+    if http_log.isEnabledFor(logging.DEBUG) or tracer() is not None:
+        return RequestObservation(request)
+    return None
 
 
 class RequestObservation:

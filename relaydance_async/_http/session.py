@@ -34,7 +34,7 @@ import attrs
 
 from relaydance_async import exceptions as exc
 from relaydance_async._http.budget import RequestBudget
-from relaydance_async._http.observe import RequestObservation
+from relaydance_async._http.observe import observe_request
 from relaydance_async._sansio.protocol import (
     RequestSpec,
     UncertainCreate,
@@ -429,14 +429,18 @@ class Requester:
             await self.ensure_open()
         transport, budget = self._opened()
         async with budget.slot():
-            seen = RequestObservation(request)
-            try:
+            seen = observe_request(request)
+            if seen is None:
                 response = await transport.send(request)
                 body = await self.read_capped(response, request.method, request.url)
-            except BaseException as error:
-                seen.failed(error)
-                raise
-            seen.answered(response.status)
+            else:
+                try:
+                    response = await transport.send(request)
+                    body = await self.read_capped(response, request.method, request.url)
+                except BaseException as error:
+                    seen.failed(error)
+                    raise
+                seen.answered(response.status)
         self._report(budget, response.status, response.headers)
         return response.status, response.headers, body
 
@@ -525,7 +529,9 @@ class Requester:
     @staticmethod
     async def _send_seen(transport: Transport, request: HTTPRequest) -> HTTPResponse:
         """``transport.send``, logged and traced once (the answer's head: a body may stream)."""
-        seen = RequestObservation(request)
+        seen = observe_request(request)
+        if seen is None:
+            return await transport.send(request)
         try:
             response = await transport.send(request)
         except BaseException as error:
