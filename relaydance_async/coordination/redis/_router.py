@@ -31,6 +31,8 @@ log = logging.getLogger("relaydance_async.coordination")
 
 RECORD_TTL = 86_400
 """Seconds a completion record and a waiting mark are kept."""
+_MARK_WAITS = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 0)
+"""Pauses while looking for a waiting mark that may be on its way (about 2.5 s in all)."""
 
 
 def task_to_json(task: Task) -> str:
@@ -162,11 +164,20 @@ class RedisCompletionRouter(LocalCompletionRouter):
         """Whether a job waits for ``task_id`` here or in any process of the fleet."""
         if await super().awaited(task_id):
             return True
-        try:
-            return bool(await self._redis.exists(f"{self._ns}:waiting:{task_id}"))
-        except redis_errors() as error:
-            self._warn(error)
-            return False
+        # A fast task can call back before the process that submitted it has marked it
+        # (the mark follows the submit's answer by a moment): look again for a short while
+        # rather than drop a callback that RelayDance will not send again.
+        for pause in _MARK_WAITS:
+            try:
+                if await self._redis.exists(f"{self._ns}:waiting:{task_id}"):
+                    return True
+            except redis_errors() as error:
+                self._warn(error)
+                return False
+            if await super().awaited(task_id):
+                return True
+            await asyncio.sleep(pause)
+        return False
 
     async def route(self, task: Task) -> bool:
         """Deliver ``task`` here, and (final states) record and publish it for the others."""
