@@ -104,9 +104,9 @@ def enqueue_main(args: argparse.Namespace) -> int:
 
 
 async def _enqueue(args: argparse.Namespace, lines: list[str]) -> int:
-    from relaydance_async.batch._fleet import enqueue_batch, fleet_progress
     from relaydance_async.batch._jobfile import JobFileError
     from relaydance_async.batch._journal import JournalError
+    from relaydance_async.batch.fleet import enqueue_batch, fleet_progress
 
     try:
         batch_id = await enqueue_batch(
@@ -199,8 +199,8 @@ def _worker_main(args: argparse.Namespace) -> int:
 async def _work(args: argparse.Namespace) -> int:
     from relaydance_async._client.client import AsyncRelayDance
     from relaydance_async._sansio.polling.policy import PollPolicy
-    from relaydance_async.batch._fleet import run_worker
     from relaydance_async.batch._journal import JournalError
+    from relaydance_async.batch.fleet import run_worker
     from relaydance_async.coordination.redis import RedisCoordinator
 
     poll = None

@@ -26,7 +26,6 @@ from pathlib import Path
 import attrs
 
 from relaydance_async._client.client import AsyncRelayDance
-from relaydance_async.batch._fleet import FleetProgress, enqueue_batch, fleet_progress, run_worker
 from relaydance_async.batch._jobfile import (
     BatchItem,
     JobFileError,
@@ -53,11 +52,7 @@ from relaydance_async.batch._run import BatchRun, OnUncertain
 
 __all__ = [
     "BatchItem",
-    "FleetProgress",
     "RedisJournal",
-    "enqueue_batch",
-    "fleet_progress",
-    "run_worker",
     "BatchResult",
     "BatchRun",
     "BatchStatus",

@@ -11,7 +11,7 @@ import time
 from tests.scale._procs import ROOT, counters
 
 RATE, BURST = 50, 10
-PROCESSES, CONCURRENCY, SECONDS = 4, 64, 15.0
+PROCESSES, CONCURRENCY, SECONDS = 4, 64, 20.0
 
 
 def run_fleet(

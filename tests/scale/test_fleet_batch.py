@@ -170,8 +170,8 @@ def run_fleet_batch(
 def test_fleet_batch_survives_killed_workers_and_redis(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    """150 items, 3 workers, 2 worker SIGKILLs and one redis-server SIGKILL: one task per item."""
-    run_fleet_batch(tmp_path, redis_server, items=150, worker_kills=2, deadline=100)
+    """100 items, 3 workers, 2 worker SIGKILLs and one redis-server SIGKILL: one task per item."""
+    run_fleet_batch(tmp_path, redis_server, items=100, worker_kills=2, deadline=100)
 
 
 @pytest.mark.slow

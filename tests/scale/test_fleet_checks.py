@@ -12,8 +12,8 @@ require_redis_extra()
 
 import redis.asyncio  # noqa: E402
 
-from relaydance_async.batch import JobFileError, JournalError, enqueue_batch  # noqa: E402
-from relaydance_async.batch._fleet import derive_key  # noqa: E402
+from relaydance_async.batch import JobFileError, JournalError  # noqa: E402
+from relaydance_async.batch.fleet import derive_key, enqueue_batch  # noqa: E402
 
 pytestmark = pytest.mark.anyio
 
