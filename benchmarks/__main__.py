@@ -21,6 +21,7 @@ SECTIONS = {
     "ratelimit": "benchmarks.bench_ratelimit",
     "emulator": "benchmarks.bench_emulator",
     "scaleout": "benchmarks.bench_scaleout",
+    "fleet": "benchmarks.bench_fleet",
 }
 
 
