@@ -23,7 +23,6 @@ local TAU, DECREASE, RECOVERY, PROBE = {_B.TAU!r}, {_B.DECREASE!r}, {_B.RECOVERY
 local MIN_RATE, CUT_GUARD, OVERSHOOT = {_B.MIN_RATE!r}, {_B.CUT_GUARD!r}, {_B.OVERSHOOT!r}
 local MIN_SERVED = {_B.MIN_SERVED!r}
 local GAP = 0.25
-local SLACK = 2
 local LEARN = 0.25
 local function num(f, default)
   local v = redis.call('HGET', state, f)
@@ -43,13 +42,8 @@ local function reserve()
   local start = math.max(now, num('paused_until', NEG))
   local rate = num('rate', nil)
   if rate then
-    -- A fleet's processes send late when their machines are busy; a schedule that slipped
-    -- behind may book up to SLACK slots in the past (the server's bucket kept those tokens),
-    -- so late sends do not lower the rate actually sent.
-    start = math.max(start - SLACK / rate, num('next', NEG))
-    start = math.max(start, num('paused_until', NEG))
+    start = math.max(start, num('next', NEG))
     put('next', start + 1 / rate)
-    start = math.max(start, now)
   end
   -- After a quiet spell (no request booked for GAP seconds) what gets through is measured
   -- afresh: sparse traffic says nothing about the server's limit, and a fleet's processes
