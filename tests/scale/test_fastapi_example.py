@@ -60,7 +60,13 @@ def test_fastapi_example_with_four_workers(redis_server: RedisServer) -> None:
             url = f"http://127.0.0.1:{port}/generate?prompt=clip"
             with ThreadPoolExecutor(20) as pool:
                 answers = list(pool.map(lambda i: _get(f"{url}-{i}"), range(20)))
+            # A delivery is counted once its answer is back, which may come after the job
+            # it resolved has answered /generate: wait for the last ones to be counted.
+            settle = time.monotonic() + 10
             seen = counters(info)
+            while seen["webhook_deliveries"] < 20 and time.monotonic() < settle:
+                time.sleep(0.1)
+                seen = counters(info)
         finally:
             server.send_signal(signal.SIGINT)
             try:
