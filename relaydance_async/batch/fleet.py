@@ -432,7 +432,7 @@ class _Worker:
                     if not started:
                         await broker.startup()
                         started = True
-                    await self._listen(broker, stop)
+                    await self._listen_until(broker, stop)
                 except _redis_errors() as error:
                     log.warning("queue unreachable (%s); trying again", type(error).__name__)
                     with contextlib.suppress(asyncio.TimeoutError):
@@ -444,6 +444,22 @@ class _Worker:
                 with contextlib.suppress(Exception):
                     await broker.shutdown()
             await self.redis.aclose()
+
+    async def _listen_until(self, broker: Any, stop: asyncio.Event) -> None:
+        """Listen until ``stop`` is set (the broker's read blocks until a message comes)."""
+        loop = asyncio.get_running_loop()
+        listening = loop.create_task(self._listen(broker, stop))
+        stopping = loop.create_task(stop.wait())
+        try:
+            await asyncio.wait({listening, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (listening, stopping):
+                task.cancel()
+            await asyncio.gather(stopping, return_exceptions=True)
+            outcome = await asyncio.gather(listening, return_exceptions=True)
+        error = outcome[0]
+        if isinstance(error, Exception) and not stop.is_set():
+            raise error
 
     async def _listen(self, broker: Any, stop: asyncio.Event) -> None:
         nudger = asyncio.get_running_loop().create_task(self._nudge(broker, stop))
