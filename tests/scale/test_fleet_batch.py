@@ -88,7 +88,8 @@ def run_fleet_batch(
     jobs = _write_jobs(tmp_path, items)
     out = tmp_path / "clips"
     with emulator_process(
-        "--speed", "20", "--duration-scale", "0.05", "--failure-rate", "0",
+        # Tasks last a second or two: long enough for the kills to land mid-batch.
+        "--speed", "20", "--duration-scale", "0.2", "--failure-rate", "0",
         "--honour-idempotency-key", "--clips", "fixed",
     ) as info:  # fmt: skip
         env = dict(
@@ -112,7 +113,7 @@ def run_fleet_batch(
                 assert time.monotonic() < end, (
                     f"seed {seed}: the batch did not finish in time: {_diagnose(redis_server)}"
                 )
-                time.sleep(rng.uniform(0.3, 1.2))
+                time.sleep(rng.uniform(0.1, 0.4))
                 done = counters(info)["tasks_created"]
                 if kills < worker_kills and done > items * (kills + 1) / (worker_kills + 2):
                     victim = rng.randrange(3)
