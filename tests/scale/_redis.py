@@ -12,12 +12,21 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 INSTALL_HINT = "install it with: apt-get install redis-server"
+
+
+def _die_with_parent() -> None:
+    """In the child: be killed with the test process, even if it dies without tearing down."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def redis_server_binary() -> str:
@@ -74,7 +83,12 @@ class RedisServer:
             "--loglevel", "warning",
             "--logfile", str(self.folder / "redis.log"),
         ]  # fmt: skip
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
         deadline = time.monotonic() + timeout
         while not self._answers_ping():
             if self.proc.poll() is not None:
