@@ -166,12 +166,11 @@ def run(
     jobs: int | None = None,
     matrix_jobs: int | None = None,
     oracle_settings: dict[str, Any] | None = None,
-    matrix_rows: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Every policy over the workload, burst and Poisson, then the matrix.
 
     ``jobs`` and ``matrix_jobs`` override the sizes, ``oracle_settings`` the oracles' grids
-    (``oracle.solve``'s keywords; the smoke test runs them coarse), ``matrix_rows`` the rows.
+    (``oracle.solve``'s keywords; the smoke test runs them coarse).
     """
     from relaydance_async._sansio.polling.policy import PollPolicy
 
@@ -203,7 +202,7 @@ def run(
         rows["ours_webhooks"] = _ours(sim_jobs, PollPolicy(), webhooks=True)
         results["scenarios"][arrivals] = rows
         targets += _targets(arrivals, rows)
-    results["matrix"] = matrix(quick, matrix_jobs, oracle_settings, matrix_rows)
+    results["matrix"] = matrix(quick, matrix_jobs, oracle_settings)
     targets += _matrix_targets(results["matrix"])
     results["targets"] = targets
     results["labels"] = dict(
@@ -281,10 +280,7 @@ def _summary(polls: Sequence[int], lags: Sequence[float]) -> dict[str, Any]:
 
 
 def matrix(
-    quick: bool,
-    jobs: int | None = None,
-    oracle_settings: dict[str, Any] | None = None,
-    rows: Sequence[str] | None = None,
+    quick: bool, jobs: int | None = None, oracle_settings: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Each row of the workload matrix, burst and stream, ours cold and warm, against the docs'
     loop and both oracles (BENCH_WORKLOAD.md, "The matrix")."""
@@ -297,8 +293,6 @@ def matrix(
     policy = PollPolicy()
     out: dict[str, Any] = {"jobs": n, "warmup": warmup, "rows": {}}
     for row in MATRIX:
-        if rows is not None and row.name not in rows:
-            continue
         orcs = oracles_for(row, quick, oracle_settings)
         entry: dict[str, Any] = {"note": row.note, "oracle": _oracle_info(orcs)}
         for arrivals in ("burst", "poisson"):

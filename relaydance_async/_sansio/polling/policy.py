@@ -5,12 +5,10 @@ The scheduler places each job's next poll in one of three ways (see ``_schedule.
 1. **Plain backoff** (``learn=False``, a job without a kind, or no prior and too little learned):
    waiting and running jobs back off on their own curves, ``min(max, interval * growth ** n)``,
    each delay spread by ``jitter``.
-2. **The lag promise** (``learn=True``; from a kind's first job with the generic prior of
-   ``prior_scale``, else once ``min_samples`` jobs of the kind have finished): each kind gets the
-   cheapest plan of polls from the submit whose detection lag, under the predicted end time,
-   has a median of at most ``target_lag`` and a p95 of at most ``max_lag`` (``plan.py``), so
-   polls are dense where completion is likely and sparse where it is not; progress hints, when
-   usable, place the next poll from the run's measured rate instead.
+2. **Learned timing** (``learn=True``; from a kind's first job with the generic prior of
+   ``prior_scale``, else once ``min_samples`` jobs of the kind have finished): the next poll goes
+   where the job's predicted completion mass reaches ``mass_per_poll`` more, so polls are dense
+   where completion is likely and absent where it is not (``_learn.py``).
 3. **Webhook safety net**: a job whose result a webhook will bring is polled only long after it
    should have finished (``webhook_first_poll`` or the learned tail), then every
    ``webhook_interval``.
@@ -54,8 +52,6 @@ def _max_wait(instance: Any, attribute: Any, value: Any) -> None:
 
 # Fields that are durations: ``PollPolicy.scaled`` multiplies exactly these.
 _DURATIONS = (
-    "target_lag",
-    "max_lag",
     "max_wait",
     "first_poll",
     "submitted_interval",
@@ -83,12 +79,6 @@ class PollPolicy:
     emulator).
     """
 
-    target_lag: float = attrs.field(default=2.5, validator=_positive)
-    """The promise, learned mode: median detection lag (from a job's end to the moment its
-    waiter learns of it), 2.5 s, the docs' 5 s loop's. The scheduler places the fewest polls
-    whose lag, under its prediction of each job's end, has at most this median."""
-    max_lag: float = attrs.field(default=9.5, validator=_positive)
-    """The promise, learned mode: p95 of the detection lag, 9.5 s (twice the 5 s loop's p95)."""
     max_wait: float | None = attrs.field(default=3600.0, validator=_max_wait)
     """Longest a job is watched before ``TaskTimeoutError``, 1 h; ``None`` waits for ever."""
     first_poll: float = attrs.field(default=2.0, validator=_non_negative)
@@ -121,8 +111,8 @@ class PollPolicy:
     than the number of jobs of the kind once in flight at the same time (a batch ends in order of
     duration, so a shorter memory would keep only its longest jobs)."""
     mass_per_poll: float = attrs.field(default=0.07, validator=_positive)
-    """No longer used (the plan of ``target_lag`` and ``max_lag`` places polls), 0.07; kept so
-    that existing code runs. It was the completion probability allowed between two polls."""
+    """Learned mode: probability that a job completes between two polls, at most, 0.07. Smaller
+    means more polls and lower detection lag."""
     min_interval: float = attrs.field(default=2.5, validator=_non_negative)
     """Learned mode: shortest delay between two polls of one job, 2.5 s."""
     max_interval: float = attrs.field(default=8.0, validator=_positive)
@@ -134,17 +124,17 @@ class PollPolicy:
     mid-run failure is seen; ``None`` lets early polls jump straight to where success is likely
     (fewest polls, slow to see failures)."""
     queue_mass_per_poll: float = attrs.field(default=0.5, validator=_positive)
-    """No longer used (the plan places polls of queued jobs too), 0.5; kept so that existing
-    code runs. It was the start probability allowed between two polls of a queued job."""
+    """Learned mode: probability that a queued job starts running between two polls, at most,
+    0.5. The queue matters only for when the run starts, so it is polled sparsely."""
     start_precision: float = attrs.field(default=3.0, validator=_positive)
-    """No longer used, 3.0; kept so that existing code runs. A queued job is still polled before
-    the earliest 2 % of its kind's runs could have ended."""
+    """Learned mode: queued jobs are polled at least every ``start_precision`` times the spread
+    (standard deviation) of their kind's run time, so the run's start is known well enough, 3.0.
+    They are also polled before the earliest 2 % of their kind's runs could have ended."""
     use_progress: bool = True
     """Extrapolate the end from ``Task.progress`` when the server sends it."""
     progress_mass_per_poll: float = attrs.field(default=0.35, validator=_positive)
-    """Learned mode with a progress-based estimate: the completion probability allowed between
-    two polls, 0.35. The estimate's window is narrow, so a large share of it per gap still gives
-    a low lag."""
+    """Learned mode with a progress-based estimate: as ``mass_per_poll``, 0.35. The estimate's
+    window is narrow, so the same lag needs a larger share of it per gap."""
     progress_error: float = attrs.field(default=0.1, validator=_fraction)
     """Relative error of a progress-based end estimate (the gateway's hints are within 10 %)."""
     error_interval: float = attrs.field(default=2.0, validator=_positive)

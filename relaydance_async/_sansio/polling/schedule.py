@@ -23,7 +23,6 @@ import math
 import random
 from typing import Any
 
-from relaydance_async._sansio.polling.plan import Plan, end_cdf, grid_step, make_plan
 from relaydance_async._sansio.polling.policy import PollPolicy, backoff_delay, error_delay
 from relaydance_async._sansio.polling.timing import LogNormal, TimingModel, place_next
 from relaydance_async.models import JobKind, TaskStatus
@@ -34,19 +33,6 @@ _EARLY_END = 0.02
 """A queued job is polled again before this share of its kind's runs could have ended."""
 _PROGRESS_EDGE = 0.02
 """With a progress estimate, the first poll of its window is no later than this quantile."""
-_FAILURES = 0.05
-"""Share of jobs a plan allows for failing at any moment of their run (the provider's ~5 %)."""
-_MARGIN = 0.03
-"""Plans aim this much inside the median promise (and a tenth of it inside the p95's): the
-prediction is a fit, and a lognormal only approximates a queue plus a run."""
-_MAX_SIGMA = 0.75
-"""The widest spread a plan assumes (log-space σ; the generic prior's is 0.7)."""
-_MAX_POINTS = 8000
-"""A plan's grid stops after this many points (past its last poll, a job is polled every
-``target_lag``)."""
-_REPLAN_MU = 0.02
-"""A kind's plan is remade once its predicted median time moves by 2 % and a tenth of its
-spread (σ), or its spread by 10 %; in between, its jobs follow the plan made last."""
 
 
 class Phase(enum.IntEnum):
@@ -76,7 +62,6 @@ class Entry:
         "added_at",
         "censor_at",
         "censor_run",
-        "censor_total",
         "deadline",
         "due",
         "errors",
@@ -136,8 +121,6 @@ class Entry:
         """How long the job was last seen in its phase, as told to the model (NaN: not told)."""
         self.censor_run = False
         """Whether ``censor_at`` is in the run phase (else the queue)."""
-        self.censor_total = math.nan
-        """How long after its submit the job was last seen unfinished, as told to the model."""
 
     def __repr__(self) -> str:
         return f"<Entry {self.task_id} {self.status.value} {self.phase.name} due={self.due:.3f}>"
@@ -166,7 +149,6 @@ class Schedule:
             prior_scale=policy.prior_scale,
         )
         self._rng = rng or random.Random()
-        self._plans: dict[JobKind, tuple[tuple[float, float], Plan]] = {}
         self._heap: list[tuple[float, int, Entry]] = []
         self._seq = 0
         self.waiting = 0
@@ -239,7 +221,6 @@ class Schedule:
 
     def _finish(self, entry: Entry) -> None:
         self._censor(entry, False, math.nan)
-        self._censor_total(entry, math.nan)
         if entry.phase is Phase.WAITING:
             self.waiting -= 1
         elif entry.phase is Phase.IN_FLIGHT:
@@ -332,7 +313,6 @@ class Schedule:
         ):
             entry.progress0, entry.progress_t0 = progress, at
         entry.last_poll = at
-        self._censor_total(entry, at - entry.submitted_at)
         if status is TaskStatus.SUBMITTED:
             self._censor(entry, False, at - entry.submitted_at)
         elif status is TaskStatus.RUNNING and not math.isnan(entry.run_lo):
@@ -388,20 +368,6 @@ class Schedule:
             return
         self.model.censor(kind, "run" if run else "queue", None if math.isnan(old) else old, new)
 
-    def _censor_total(self, entry: Entry, elapsed: float) -> None:
-        """Tell the model the job is unfinished ``elapsed`` after its submit (NaN: it ended)."""
-        kind = entry.kind
-        if kind is None or not self.policy.learn:
-            return
-        old = entry.censor_total
-        new = elapsed if elapsed > 0.0 else math.nan  # NaN also when the submit is unknown
-        if math.isnan(old) and math.isnan(new):
-            return
-        entry.censor_total = new
-        self.model.censor(
-            kind, "total", None if math.isnan(old) else old, None if math.isnan(new) else new
-        )
-
     def _transition(
         self, entry: Entry, at: float, previous: TaskStatus, status: TaskStatus
     ) -> None:
@@ -422,16 +388,6 @@ class Schedule:
         entry.status = status
 
     def _learn_end(self, entry: Entry, at: float, status: TaskStatus, now: float) -> None:
-        if (
-            self.policy.learn
-            and entry.kind is not None
-            and status is TaskStatus.SUCCEEDED
-            and not math.isnan(entry.submitted_at)
-        ):
-            # It ended between the last poll and this one (polls are dense where jobs end).
-            lo, hi = entry.last_poll - entry.submitted_at, at - entry.submitted_at
-            if hi > 0.0:
-                self.model.observe_total(entry.kind, 0.5 * (max(lo, 0.0) + hi))
         if (
             not self.policy.learn
             or entry.kind is None
@@ -482,19 +438,23 @@ class Schedule:
         """
         policy = self.policy
         run = self.model.run(entry.kind) if policy.learn else None
-        total = self.model.total(entry.kind) if policy.learn else None
         if entry.status is TaskStatus.SUBMITTED:
-            if total is None or math.isnan(entry.submitted_at):
+            queue = self.model.queue(entry.kind) if policy.learn else None
+            if run is None or queue is None or math.isnan(entry.submitted_at):
                 return None
-            gap = self._planned(entry, total, at)
-            if run is not None and at > entry.submitted_at:
-                # Seen still queued: the plan counted on an earlier start. A run may start right
-                # after this poll: look again before even a short one can end.
-                cap = run.ppf(_EARLY_END)
-                if policy.max_jump is not None:
-                    cap = min(cap, policy.max_jump)
-                gap = min(gap, max(policy.min_interval, cap))
-            return gap
+            gap = place_next(
+                queue,
+                at - entry.submitted_at,
+                mass=policy.queue_mass_per_poll,
+                approach=False,
+                min_gap=policy.min_interval,
+                max_gap=max(policy.min_interval, policy.start_precision * run.sd),
+            )
+            # A run may start right after this poll: look again before even a short one can end.
+            cap = run.ppf(_EARLY_END)
+            if policy.max_jump is not None:
+                cap = min(cap, policy.max_jump)
+            return min(gap, max(policy.min_interval, cap))
         if entry.status is not TaskStatus.RUNNING or math.isnan(entry.run_hi):
             return None
         lo = entry.run_lo if not math.isnan(entry.run_lo) else entry.submitted_at
@@ -506,85 +466,30 @@ class Schedule:
         # The run's start is known only to within the gap around it: widen the prediction.
         dist = run.widened(width / math.sqrt(12.0)) if run is not None else None
         probe = math.inf
+        mass = policy.mass_per_poll
+        hinted = False
         if policy.use_progress and progress is not None:
             estimate = self._with_progress(entry, dist, at, elapsed, width, progress)
             if estimate is not None:
-                return self._hinted(estimate, elapsed)
-            if dist is not None:
+                dist, mass, hinted = estimate, policy.progress_mass_per_poll, True
+            elif dist is not None:
                 # The server sends hints but none is usable yet: read one early, at about a
                 # quarter of the run, instead of jumping straight to the completion window.
                 probe = max(policy.min_interval, 0.25 * dist.median - elapsed)
-        if total is None or math.isnan(entry.submitted_at):
+        if dist is None:
             return None
-        return min(self._planned(entry, total, at), probe)
-
-    def _planned(self, entry: Entry, total: LogNormal, at: float) -> float:
-        """The delay to the next poll of the kind's plan (``plan.py``).
-
-        The plan is the fewest polls whose lag, under the predicted end, keeps the promise
-        (``target_lag``, ``max_lag``).
-        """
-        assert entry.kind is not None
-        plan = self._plan(entry.kind, total)
-        elapsed = at - entry.submitted_at
-        offset = plan.next_after(elapsed)
-        if offset is None:
-            # Later than the prediction allows for: the model is off for this job; keep the
-            # median promise for it whatever it costs.
-            return self.policy.target_lag
-        return offset - elapsed
-
-    def _plan(self, kind: JobKind, total: LogNormal) -> Plan:
-        """The kind's plan from the submit, remade when its prediction has moved enough."""
-        key = (total.mu, total.sigma)
-        cached = self._plans.get(kind)
-        if cached is not None:
-            (tm, ts), plan = cached
-            # Moves small against the prediction's own spread change the plan little.
-            if (
-                abs(tm - total.mu) < max(_REPLAN_MU, 0.1 * total.sigma)
-                and abs(math.log(ts / total.sigma)) < 0.1
-            ):
-                return plan
-        policy = self.policy
-        if total.sigma > _MAX_SIGMA:
-            # A fit from unfinished jobs alone (every one outlived the prior) can run wide
-            # without bound; no provider's times spread that much.
-            total = LogNormal(total.mu, _MAX_SIGMA)
-        step = grid_step(policy.target_lag, total.ppf(1.0 - 1e-4))
-        grid = end_cdf(None, total, _FAILURES, step, points=_MAX_POINTS)
-        max_gap = policy.max_jump if policy.max_jump is not None else len(grid) * step
-        plan = make_plan(
-            grid,
-            step,
-            target=policy.target_lag,
-            bound=max(policy.max_lag, policy.target_lag + step),
-            max_gap=max(max_gap, policy.max_lag + step),
-            q_target=0.5 - _MARGIN,
-            q_bound=0.05 - 0.1 * _MARGIN,
-            start=cached[1].penalty if cached is not None else None,
-        )
-        self._plans[kind] = (key, plan)
-        return plan
-
-    def _hinted(self, dist: LogNormal, elapsed: float) -> float:
-        """The delay placed by a progress-based estimate of the run's end."""
-        policy = self.policy
         gap = place_next(
-            dist,
-            elapsed,
-            mass=policy.progress_mass_per_poll,
-            min_gap=policy.min_interval,
-            max_gap=policy.max_interval,
+            dist, elapsed, mass=mass, min_gap=policy.min_interval, max_gap=policy.max_interval
         )
-        # A progress estimate is narrow and its coarse mass would step over its whole lower
-        # edge (the hints' error is bounded, not lognormal): stop just before that edge first.
-        edge = dist.ppf(_PROGRESS_EDGE) - elapsed
-        if edge > policy.min_interval:
-            gap = min(gap, edge)
+        if hinted:
+            # A progress estimate is narrow and its coarse mass would step over its whole lower
+            # edge (the hints' error is bounded, not lognormal): stop just before that edge first.
+            edge = dist.ppf(_PROGRESS_EDGE) - elapsed
+            if edge > policy.min_interval:
+                gap = min(gap, edge)
         if policy.max_jump is not None:
             gap = min(gap, max(policy.min_interval, policy.max_jump))
-        return gap
+        return min(gap, probe)
 
     def _with_progress(
         self,

@@ -278,30 +278,12 @@ class PhaseFit:
         return LogNormal(mu, math.sqrt(var))
 
 
-def _sum(a: LogNormal, b: LogNormal) -> LogNormal:
-    """The lognormal with the mean and variance of ``a + b`` (Fenton-Wilkinson)."""
-    mean = math.exp(a.mu + 0.5 * a.sigma**2) + math.exp(b.mu + 0.5 * b.sigma**2)
-    var = a.sd**2 + b.sd**2
-    s2 = math.log1p(var / (mean * mean))
-    return LogNormal(math.log(mean) - 0.5 * s2, math.sqrt(s2))
-
-
-def prior_total(kind: JobKind, scale: float = 1.0) -> LogNormal:
-    """A generic prior for the whole time from submit to end: queue and run, widely uncertain."""
-    run = prior_run(kind, scale)
-    median = run.median + prior_queue(scale).median
-    return LogNormal(math.log(median), _PRIOR_RUN_SIGMA)
-
-
 class _KindStats:
-    __slots__ = ("queue", "run", "total")
+    __slots__ = ("queue", "run")
 
     def __init__(self, window: int, kind: JobKind, prior_scale: float | None) -> None:
         self.queue = PhaseFit(window, None if prior_scale is None else prior_queue(prior_scale))
         self.run = PhaseFit(window, None if prior_scale is None else prior_run(kind, prior_scale))
-        self.total = PhaseFit(
-            window, None if prior_scale is None else prior_total(kind, prior_scale)
-        )
 
 
 class TimingModel:
@@ -344,26 +326,17 @@ class TimingModel:
         if self.observer is not None:
             self.observer(kind, "run", seconds)
 
-    def observe_total(self, kind: JobKind, seconds: float) -> None:
-        """Record that a job of ``kind`` took about ``seconds`` from submit to success.
-
-        The whole time is what a plan of polls from the submit needs, and it is measured well
-        however sparse the polls before the end were (the phases' boundary is not).
-        """
-        self._stats(kind).total.add(seconds)
-
     def censor(self, kind: JobKind, phase: str, old: float | None, new: float | None) -> None:
         """Move an unfinished job's "still in ``phase`` after" point from ``old`` to ``new``.
 
         Args:
             kind: The job's kind.
-            phase: ``"queue"``, ``"run"`` or ``"total"`` (from the submit).
+            phase: ``"queue"`` or ``"run"``.
             old: The point recorded before (None: none).
             new: How long the job has now been seen in the phase (None: it left it).
         """
         stats = self._stats(kind)
-        fit = stats.run if phase == "run" else stats.total if phase == "total" else stats.queue
-        fit.censor(old, new)
+        (stats.run if phase == "run" else stats.queue).censor(old, new)
 
     def queue(self, kind: JobKind | None) -> LogNormal | None:
         """The learned queue-time distribution of ``kind``, or None while too little is known."""
@@ -377,23 +350,6 @@ class TimingModel:
             return None
         return self._stats(kind).run.dist(self.min_samples)
 
-    def total(self, kind: JobKind | None) -> LogNormal | None:
-        """The learned distribution of the time from submit to success, or None.
-
-        Until enough whole times are seen, the sum of the learned queue and run times stands in
-        when both are learned (e.g. loaded from a timing store, which keeps the phases).
-        """
-        if kind is None or (self.prior_scale is None and kind not in self._kinds):
-            return None
-        stats = self._stats(kind)
-        if stats.total.stats.n < self.min_samples and min(
-            stats.queue.stats.n, stats.run.stats.n
-        ) >= max(2, self.min_samples):
-            queue, run = stats.queue.dist(self.min_samples), stats.run.dist(self.min_samples)
-            if queue is not None and run is not None:
-                return _sum(queue, run)
-        return stats.total.dist(self.min_samples)
-
     def to_dict(self) -> dict[str, Any]:
         """The learned state as JSON-ready data (to warm a later process with ``from_dict``).
 
@@ -401,7 +357,7 @@ class TimingModel:
         """
         kinds = []
         for kind, stats in self._kinds.items():
-            q, r, t = stats.queue.stats, stats.run.stats, stats.total.stats
+            q, r = stats.queue.stats, stats.run.stats
             kinds.append(
                 {
                     "model": kind.model,
@@ -409,7 +365,6 @@ class TimingModel:
                     "seconds": kind.seconds,
                     "queue": [q.n, q.mean, q.m2],
                     "run": [r.n, r.mean, r.m2],
-                    "total": [t.n, t.mean, t.m2],
                 }
             )
         return {
@@ -437,10 +392,7 @@ class TimingModel:
             for item in data["kinds"]:
                 kind = JobKind(item["model"], item["resolution"], item["seconds"])
                 stats = model._stats(kind)
-                fits = [(stats.queue, item["queue"]), (stats.run, item["run"])]
-                if "total" in item:  # absent from data written before the whole time was kept
-                    fits.append((stats.total, item["total"]))
-                for fit, (n, mean, m2) in fits:
+                for fit, (n, mean, m2) in ((stats.queue, item["queue"]), (stats.run, item["run"])):
                     fit.stats.n, fit.stats.mean, fit.stats.m2 = int(n), float(mean), float(m2)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a timing model: {exc!r}") from None
