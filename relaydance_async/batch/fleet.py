@@ -47,6 +47,7 @@ from relaydance_async.batch._journal import ItemRecord, ItemState
 from relaydance_async.batch._redis_journal import RedisJournal, check_durability
 from relaydance_async.batch._results import BatchResult
 from relaydance_async.batch._run import BatchRun, OnUncertain, _Phase
+from relaydance_async.coordination.redis._budget import stop_tasks
 from relaydance_async.exceptions import JournalError
 
 __all__ = ["FleetProgress", "enqueue_batch", "fleet_progress", "run_worker"]
@@ -402,8 +403,7 @@ class _Worker:
                 phase.end()
             await batch.journal.flush()
         finally:
-            renewer.cancel()
-            await asyncio.gather(renewer, return_exceptions=True)
+            await stop_tasks([renewer])
         if result is None:
             return  # stopped before the submit: leave it for redelivery
         await self.redis.hset(f"{batch.prefix}:results", item_id, result.status.value)
@@ -475,8 +475,7 @@ class _Worker:
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
         finally:
-            nudger.cancel()
-            await asyncio.gather(nudger, return_exceptions=True)
+            await stop_tasks([nudger])
 
     async def _guarded(self, data: bytes, ack: Callable[[], Any]) -> None:
         try:

@@ -45,6 +45,20 @@ def redis_errors() -> tuple[type[BaseException], ...]:
     return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
+async def stop_tasks(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended.
+
+    One ``cancel()`` is not always enough: on Python 3.11 a cancellation that arrives while
+    redis-py's own ``asyncio.timeout`` expires is swallowed, and the task goes on (it then waits
+    forever on its next event). Cancelling again until it ends keeps ``aclose()`` bounded.
+    """
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+
+
 class RedisBudget:
     """The request budget of one API key, shared by every process using the same Redis.
 
@@ -241,10 +255,7 @@ class RedisBudget:
     async def aclose(self) -> None:
         """Stop the background tasks after a last flush (releases this process's leases)."""
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks(tasks)
         for lease in list(self._held):
             self._release(lease)
         # Best effort: leases not released here lapse on their own.

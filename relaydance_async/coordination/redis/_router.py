@@ -24,7 +24,7 @@ from typing import Any
 
 from relaydance_async._sansio.wire import task_from_wire
 from relaydance_async.coordination._local import LocalCompletionRouter
-from relaydance_async.coordination.redis._budget import redis_errors
+from relaydance_async.coordination.redis._budget import redis_errors, stop_tasks
 from relaydance_async.models import Task
 
 log = logging.getLogger("relaydance_async.coordination")
@@ -95,8 +95,7 @@ class RedisCompletionRouter(LocalCompletionRouter):
         """Unsubscribe and wait for pending writes (best effort)."""
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
+            await stop_tasks([listener])
         if self._pending:
             await asyncio.wait(list(self._pending), timeout=2.0)
 
