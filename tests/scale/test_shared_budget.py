@@ -17,9 +17,8 @@ def test_four_processes_share_one_budget(redis_server: RedisServer) -> None:
 
     The >= 90 % of the rate and <= 2 % of 429s are measured figures: the benchmark
     ``benchmarks/bench_scaleout.py`` reports them beside uncoordinated processes (about 19 %
-    answered 429). Here the
-    bounds only say the budget is shared and does not starve the fleet, with room for a busy
-    machine (measured 72-96 % of the rate and 0.4-2.2 % of 429s across machine loads).
+    answered 429). Here the bounds only say the budget is shared and does not starve the fleet,
+    with room for a busy machine (measured 72-96 % of the rate and 0.4-2.2 % of 429s).
     """
     with emulator_process(
         "--rate-limit", str(RATE), "--burst", str(BURST), "--failure-rate", "0"
