@@ -193,6 +193,13 @@ class AttemptFailed(Exception):
         self.cause = cause or str(error)
         super().__init__(self.cause)
 
+    @classmethod
+    def answered(
+        cls, error: exc.APIStatusError, status: int, headers: Mapping[str, str]
+    ) -> AttemptFailed:
+        """The failure of an attempt the server answered with an error status."""
+        return cls(error, status=status, headers=headers, cause=f"the server answered {error}")
+
 
 def connection_error(
     error: TransportError, method: str, url: str, secrets: tuple[str, ...] = ()
@@ -411,6 +418,20 @@ class Requester:
 
     # ---------------------------------------------------------------- one attempt
 
+    def _decode_error(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        method: str,
+        url: str,
+        secrets: tuple[str, ...],
+    ) -> exc.APIStatusError:
+        """The error an error answer stands for, dated by this layer's clock, keys scrubbed."""
+        return decode_error(
+            status, headers, body, now=self._clock(), method=method, url=url, secrets=secrets
+        )
+
     def _report(self, budget: RequestBudget, status: int, headers: Mapping[str, str]) -> None:
         if status == 429:
             wait = parse_retry_after(headers, self._clock())
@@ -489,9 +510,7 @@ class Requester:
         if status >= 300:
             if status < 400:
                 raise redirect_error(status, headers, "GET", url)
-            raise decode_error(
-                status, headers, body, now=self._clock(), method="GET", url=url, secrets=secrets
-            )
+            raise self._decode_error(status, headers, body, "GET", url, secrets)
         return decode_json(body, method="GET", url=url, secrets=secrets)
 
     @asynccontextmanager
@@ -688,18 +707,8 @@ class Requester:
             if status < 400:
                 error: exc.APIStatusError = redirect_error(status, answer_headers, method, url)
             else:
-                error = decode_error(
-                    status,
-                    answer_headers,
-                    answer,
-                    now=self._clock(),
-                    method=method,
-                    url=url,
-                    secrets=secrets,
-                )
-            raise AttemptFailed(
-                error, status=status, headers=answer_headers, cause=f"the server answered {error}"
-            )
+                error = self._decode_error(status, answer_headers, answer, method, url, secrets)
+            raise AttemptFailed.answered(error, status, answer_headers)
 
         return await self.retrying(
             spec.kind,
@@ -774,18 +783,8 @@ class Requester:
                 code = envelope_status(status, answer)
             if code < 400:
                 return Answer(status, answer_headers, raw, url)
-            error = decode_error(
-                code,
-                answer_headers,
-                raw,
-                now=self._clock(),
-                method=method,
-                url=url,
-                secrets=secrets,
-            )
-            raise AttemptFailed(
-                error, status=code, headers=answer_headers, cause=f"the server answered {error}"
-            )
+            error = self._decode_error(code, answer_headers, raw, method, url, secrets)
+            raise AttemptFailed.answered(error, code, answer_headers)
 
         parts = urllib.parse.urlsplit(url)
         return await self.retrying(
