@@ -280,6 +280,7 @@ class Schedule:
         status: TaskStatus,
         progress: float | None = None,
         sent: float | None = None,
+        after: float | None = None,
     ) -> bool:
         """Record a poll's answer. Returns True if the job is now final (DONE).
 
@@ -289,6 +290,8 @@ class Schedule:
             status: The status it carried.
             progress: Its progress hint in percent, if any.
             sent: When the poll was sent (defaults to ``now``); the status held then.
+            after: The server's poll-after hint in seconds (``Retry-After`` on a 200 answer),
+                if it sent one: the next poll is never sooner.
         """
         if entry.phase is not Phase.IN_FLIGHT:
             return False
@@ -320,7 +323,10 @@ class Schedule:
         else:
             self._censor(entry, False, math.nan)
         self.waiting += 1
-        self._push(entry, now + self._delay(entry, at, progress))
+        delay = self._delay(entry, at, progress)
+        if after is not None and after > delay:
+            delay = after
+        self._push(entry, now + delay)
         return False
 
     def on_error(self, entry: Entry, now: float) -> None:
