@@ -23,6 +23,7 @@ from relaydance_async._cli.common import (
     check_keys,
     ensure_writable,
     error,
+    library_warnings,
     open_client,
     redacted_command,
 )
@@ -33,6 +34,8 @@ from relaydance_async.batch._journal import JournalError
 
 JOURNAL_NAME = ".relaydance-journal.sqlite"
 EMULATOR_JOURNAL_NAME = ".relaydance-journal-emulator.sqlite"
+TIMINGS_NAME = ".relaydance-timings.json"
+EMULATOR_TIMINGS_NAME = ".relaydance-timings-emulator.json"
 
 
 def register(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -56,6 +59,20 @@ def register(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         type=Path,
         default=None,
         help=f"the journal file (default: OUT_DIR/{JOURNAL_NAME}, or {EMULATOR_JOURNAL_NAME})",
+    )
+    timings = parser.add_mutually_exclusive_group()
+    timings.add_argument(
+        "--timings",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=(
+            "where learned job timings are kept, so the next batch starts warm (default: "
+            f"{TIMINGS_NAME} beside the journal, or {EMULATOR_TIMINGS_NAME})"
+        ),
+    )
+    timings.add_argument(
+        "--no-timings", action="store_true", help="neither load nor save learned timings"
     )
     parser.add_argument(
         "-j", "--max-in-flight", type=int, default=16, metavar="N", help="jobs at once (default 16)"
@@ -90,6 +107,9 @@ def _main(args: argparse.Namespace) -> int:
     if args.queue:
         from relaydance_async._cli.worker import enqueue_main
 
+        if args.timings is not None:
+            raise UsageError("--timings is for a local batch: with --queue, workers share theirs")
+
         return enqueue_main(args)
     if args.max_in_flight < 1:
         raise UsageError("--max-in-flight must be at least 1")
@@ -111,6 +131,9 @@ def _main(args: argparse.Namespace) -> int:
         ensure_writable(args.out_dir, "clips", "-o/--out-dir")
     journal = _journal_path(args)
     ensure_writable(journal.parent, "the journal", "--journal (or -o/--out-dir)")
+    timings = _timings_path(args)
+    if timings is not None and timings.parent != journal.parent:
+        ensure_writable(timings.parent, "learned timings", "--timings (or --no-timings)")
     return asyncio.run(_run(args, items))
 
 
@@ -121,6 +144,18 @@ def _journal_path(args: argparse.Namespace) -> Path:
         EMULATOR_JOURNAL_NAME if args.emulator else JOURNAL_NAME
     )
     return path
+
+
+def _timings_path(args: argparse.Namespace) -> Path | None:
+    # Beside the journal, and as with journals, the embedded emulator's timings (its clock runs
+    # 60x faster) are kept apart, so that a trial run never skews the real one's start.
+    if args.no_timings:
+        return None
+    if args.timings is not None:
+        path: Path = args.timings
+        return path
+    name = EMULATOR_TIMINGS_NAME if args.emulator else TIMINGS_NAME
+    return _journal_path(args).parent / name
 
 
 def _journal_hint(exc: JournalError) -> str:
@@ -200,10 +235,16 @@ async def _show(args: argparse.Namespace, out: Output, batch: BatchRun, stream: 
 
 
 async def _run(args: argparse.Namespace, items: list[BatchItem]) -> int:
+    # A timings file left alone (not ours, unreadable) is worth a line on stderr.
+    with library_warnings("relaydance_async.coordination"):
+        return await _run_batch(args, items)
+
+
+async def _run_batch(args: argparse.Namespace, items: list[BatchItem]) -> int:
     out = Output(args.json)
     journal = _journal_path(args)
     received: list[int] = []
-    async with open_client(args) as client:
+    async with open_client(args, timings=_timings_path(args)) as client:
         try:
             batch = run_batch(
                 client,

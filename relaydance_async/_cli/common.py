@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import shlex
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,6 +27,7 @@ __all__ = [
     "add_global_options",
     "check_keys",
     "ensure_writable",
+    "library_warnings",
     "open_client",
     "redacted_command",
 ]
@@ -38,6 +40,9 @@ EXIT_USAGE = 2
 """Bad arguments or input; nothing was sent."""
 EXIT_INTERRUPTED = 130
 """Stopped by Ctrl-C (resumable)."""
+
+ROOT = "relaydance_async"
+"""The library's root logger."""
 
 #: The embedded emulator's clock: emulated seconds per real second (a 5-minute job takes 5 s).
 EMULATOR_SPEED = 60.0
@@ -200,8 +205,14 @@ async def _embedded_emulator(stack: contextlib.AsyncExitStack, args: argparse.Na
 
 
 @contextlib.asynccontextmanager
-async def open_client(args: argparse.Namespace) -> AsyncIterator[Any]:
+async def open_client(
+    args: argparse.Namespace, *, timings: Path | None = None
+) -> AsyncIterator[Any]:
     """An open ``AsyncRelayDance`` for the options given, with an embedded emulator if asked.
+
+    Args:
+        args: The parsed command line.
+        timings: A file to load learned timings from and save them to (``timings=``).
 
     Raises:
         UsageError: No API key, or a malformed base URL or option.
@@ -224,7 +235,7 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[Any]:
                 "(or try it with --emulator)"
             )
         try:
-            client = AsyncRelayDance(api_key=key, base_url=base, poll=poll)
+            client = AsyncRelayDance(api_key=key, base_url=base, poll=poll, timings=timings)
         except RelayDanceError as exc:
             raise UsageError(f"{exc} (check --api-key and --base-url)") from None
         opened = await stack.enter_async_context(client)
@@ -233,6 +244,30 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[Any]:
         else:
             _install_keys(opened, args)
         yield opened
+
+
+@contextlib.contextmanager
+def library_warnings(name: str) -> Iterator[None]:
+    """Show the library's warnings from logger ``name`` on stderr while the block runs.
+
+    The library logs to a ``NullHandler`` unless ``RELAYDANCE_LOG`` is set; a warning the user
+    should act on (a timings file left alone, say) is shown as ``relaydance: warning: ...``.
+    """
+    logger = logging.getLogger(name)
+
+    class _ToStderr(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            with contextlib.suppress(Exception):
+                error(f"warning: {record.getMessage()}")
+
+    handler = _ToStderr(logging.WARNING)
+    shown = any(getattr(h, "_relaydance_env", False) for h in logging.getLogger(ROOT).handlers)
+    if not shown:  # RELAYDANCE_LOG already prints them
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def connect_emulator_media(client: Any, emulator: Any) -> None:

@@ -40,7 +40,9 @@ from relaydance_async.coordination import (
     CompletionRouter,
     CompletionSource,
     Coordinator,
+    FileTimingStore,
     LocalCoordinator,
+    TimingStore,
 )
 from relaydance_async.models import Task, TaskStatus
 from relaydance_async.transport import AiohttpTransport, Transport
@@ -59,6 +61,22 @@ def _user_agent() -> str:
         f"relaydance-async/{__version__} aiohttp/{aiohttp.__version__} "
         f"python/{platform.python_version()}"
     )
+
+
+def _timings_coordinator(
+    timings: str | os.PathLike[str] | TimingStore, coordinator: Coordinator | None
+) -> Coordinator:
+    """The coordinator ``timings=`` stands for (checked before any I/O)."""
+    if coordinator is not None:
+        raise TypeError(
+            "pass timings= or coordinator=, not both: a coordinator brings its own timing "
+            "store (e.g. LocalCoordinator(timing=FileTimingStore(path)))"
+        )
+    if isinstance(timings, (str, os.PathLike)):
+        return LocalCoordinator(timing=FileTimingStore(timings))
+    if callable(getattr(timings, "record", None)) and callable(getattr(timings, "load", None)):
+        return LocalCoordinator(timing=timings)
+    raise TypeError(f"timings must be a path or a TimingStore, got {type(timings).__name__}")
 
 
 class AsyncRelayDance:
@@ -87,6 +105,12 @@ class AsyncRelayDance:
         coordinator: What the client shares with other clients and processes (request budget,
             learned timings, webhook completion routing, poll leases): ``LocalCoordinator()``
             (this client alone) by default.
+        timings: Persist what the scheduler learns: a path (``"timings.json"``) keeps the
+            learned job timings in that file, read when the client opens and written, off the
+            event loop and atomically, as it learns and when it closes, so the next run starts
+            warm (``FileTimingStore``); or any ``TimingStore``. Shorthand for
+            ``coordinator=LocalCoordinator(timing=...)``: a coordinator brings its own timing
+            store, so the two are not given together.
         clock: The clock the scheduler, the request budget and job waits run on
             (``SystemClock()`` by default; tests pass a ``ManualClock``).
         max_retries: Shorthand for ``retry=RetryPolicy(max_attempts=max_retries + 1)``, as in
@@ -94,7 +118,8 @@ class AsyncRelayDance:
 
     Raises:
         RelayDanceError: No API key was given and ``RELAYDANCE_API_KEY`` is not set.
-        TypeError: An unknown keyword, or ``max_retries`` together with ``retry``.
+        TypeError: An unknown keyword, ``max_retries`` together with ``retry``, or
+            ``timings`` together with ``coordinator``.
     """
 
     def __init__(
@@ -113,6 +138,7 @@ class AsyncRelayDance:
         coordinator: Coordinator | None = None,
         clock: Clock | None = None,
         max_retries: int | None = None,
+        timings: str | os.PathLike[str] | TimingStore | None = None,
     ) -> None:
         if not isinstance(timeout, Timeout):
             if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
@@ -127,6 +153,8 @@ class AsyncRelayDance:
             if max_retries < 0:
                 raise ValueError(f"max_retries must be >= 0, got {max_retries}")
             retry = attrs.evolve(retry, max_attempts=max_retries + 1)
+        if timings is not None:
+            coordinator = _timings_coordinator(timings, coordinator)
         key = api_key if api_key is not None else os.environ.get("RELAYDANCE_API_KEY")
         if not key:
             raise exc.RelayDanceError(

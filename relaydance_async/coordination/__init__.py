@@ -3,7 +3,8 @@
 A client shares four things beyond its own requests, each behind a small protocol:
 
 * ``RequestBudget``: the concurrency cap and request rate every request passes through;
-* ``TimingStore``: the learned queue and run times, so a new process starts warm;
+* ``TimingStore``: the learned queue and run times, so a new process starts warm
+  (``FileTimingStore`` keeps them in a JSON file between runs);
 * ``CompletionRouter``: how a verified webhook reaches the job waiting for it;
 * ``PollLeases``: whether this process may poll a task now (one poller per task).
 
@@ -14,6 +15,7 @@ the fifth seam, in ``relaydance_async.batch`` (``Journal``, ``SQLiteJournal``).
 """
 
 from relaydance_async._http.budget import LocalRequestBudget, RequestBudget
+from relaydance_async.coordination._file import FileTimingStore
 from relaydance_async.coordination._local import (
     LocalCompletionRouter,
     LocalCoordinator,
@@ -38,6 +40,7 @@ __all__ = [
     "CompletionSource",
     "Coordinator",
     "FetchTask",
+    "FileTimingStore",
     "LocalCompletionRouter",
     "LocalCoordinator",
     "LocalPollLeases",

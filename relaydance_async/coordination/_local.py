@@ -17,6 +17,7 @@ from relaydance_async.coordination._seams import (
     CompletionSink,
     Phase,
     TimingObservation,
+    TimingStore,
     TrackListener,
 )
 from relaydance_async.models import JobKind, Task
@@ -133,11 +134,14 @@ class LocalCoordinator:
     share its timing store, completion router and (trivial) poll leases.
 
     Args:
-        timing: The timing store; a fresh ``LocalTimingStore()`` when omitted.
+        timing: The timing store; a fresh ``LocalTimingStore()`` when omitted. A
+            ``FileTimingStore`` keeps what is learned across processes
+            (``AsyncRelayDance(timings=path)`` builds exactly that). A store with an async
+            ``save()`` method has it awaited each time a client closes.
     """
 
-    def __init__(self, *, timing: LocalTimingStore | None = None) -> None:
-        self._timing = timing or LocalTimingStore()
+    def __init__(self, *, timing: TimingStore | None = None) -> None:
+        self._timing: TimingStore = timing if timing is not None else LocalTimingStore()
         self._router = LocalCompletionRouter()
         self._leases = LocalPollLeases()
 
@@ -148,14 +152,21 @@ class LocalCoordinator:
         """Nothing to connect to."""
 
     async def aclose(self) -> None:
-        """Nothing to release."""
+        """Save the timing store if it saves (``FileTimingStore.save``); nothing to release.
+
+        Called as each client closes, after its scheduler stopped: nothing it learned is left
+        unsaved.
+        """
+        save = getattr(self._timing, "save", None)
+        if save is not None:
+            await save()
 
     def request_budget(self, *, key_id: str, limits: Limits, clock: Clock) -> LocalRequestBudget:
         """A new ``LocalRequestBudget`` for one client (``key_id`` is not needed locally)."""
         return LocalRequestBudget(limits, clock=clock)
 
-    def timing_store(self) -> LocalTimingStore:
-        """The in-memory timing store."""
+    def timing_store(self) -> TimingStore:
+        """The timing store (in memory unless one was given)."""
         return self._timing
 
     def completion_router(self) -> LocalCompletionRouter:

@@ -50,7 +50,10 @@ class TimingStore(Protocol):
     The scheduler's timing model lives in memory; the store only feeds it. When a client opens,
     its scheduler replays ``await store.load()`` into a fresh model; from then on every
     observation the model makes is passed to ``store.record``. The local default keeps them in
-    memory (shared by the clients of one ``LocalCoordinator``).
+    memory (shared by the clients of one ``LocalCoordinator``); ``FileTimingStore`` keeps them
+    in a file between runs. A store that buffers may also define ``async def save()``:
+    ``LocalCoordinator`` awaits it when a client closes (a coordinator of your own decides when
+    its store writes, e.g. in its ``aclose``). Neither the client nor the scheduler needs it.
     """
 
     def record(self, observation: TimingObservation) -> None:
