@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from benchmarks import oracle as oracle_mod
+from benchmarks import oracle_progress
 from benchmarks.baselines import LABELS, SCHEDULES
 from benchmarks.stats import ratio, summarize
 from benchmarks.workload import FAILURE_RATE, MATRIX, PINNED, Job, Workload, make_jobs
@@ -109,6 +110,62 @@ def _oracle_settings(quick: bool, override: dict[str, Any] | None = None) -> dic
     return {"step": oracle_mod.GRID, "queue_grid": oracle_mod.QUEUE_GRID, "iters": 12}
 
 
+def _progress_settings(quick: bool, override: dict[str, Any] | None = None) -> dict[str, Any]:
+    if override is not None and "progress" in override:
+        return dict(override["progress"])
+    if quick:
+        return {"step": 0.5, "bins": 24, "iters": 8, "policy_iters": 5, "samples": 3000}
+    return {"step": 0.25, "bins": 60, "iters": 10, "policy_iters": 7, "samples": 10_000}
+
+
+_PROGRESS: dict[Any, oracle_progress.ProgressOracle] = {}
+
+
+def progress_oracle_for(
+    workload: Workload, quick: bool, override: dict[str, Any] | None = None
+) -> oracle_progress.ProgressOracle:
+    """The progress-hint oracle (bound and achievable policy) of a workload (cached)."""
+    classes = workload.classes()
+    settings = _progress_settings(quick, override)
+    key = (
+        tuple(sorted((k.median_run, s, *v) for (k, s), v in classes.items())),
+        tuple(sorted(settings.items())),
+    )
+    if key not in _PROGRESS:
+        spec = {
+            cls: (oracle_mod.Timing(qm, qs, rm, rs, FAILURE_RATE), share)
+            for cls, (qm, qs, rm, rs, share) in classes.items()
+        }
+        _PROGRESS[key] = oracle_progress.solve(spec, target=TARGET_LAG, bound=BOUND_LAG, **settings)
+    return _PROGRESS[key]
+
+
+def _progress_row(orc: oracle_progress.ProgressOracle, jobs: Sequence[Job]) -> dict[str, Any]:
+    pairs = [orc.poll((j.kind, j.scale), j.queue, j.run, j.progress_factor, j.end) for j in jobs]
+    out = _both([p for p, _ in pairs], [x for _, x in pairs])
+    out["expected_polls_per_job"] = orc.polls
+    return out
+
+
+def _progress_info(orc: oracle_progress.ProgressOracle) -> dict[str, Any]:
+    b = orc.bound
+    return {
+        "polls_per_job": orc.polls,
+        "share_over_target": orc.over_target,
+        "share_over_bound": orc.over_bound,
+        "lambda": orc.lam,
+        "mu": orc.mu,
+        "evaluations": orc.evaluations,
+        "bound": {
+            "polls_per_job": b.polls,
+            "share_over_target": b.over_target,
+            "share_over_bound": b.over_bound,
+            "lambda": b.lam,
+            "mu": b.mu,
+        },
+    }
+
+
 _ORACLES: dict[Any, dict[str, oracle_mod.Oracle]] = {}
 
 
@@ -117,7 +174,7 @@ def oracles_for(
 ) -> dict[str, oracle_mod.Oracle]:
     """Both oracles of a workload at the promise's limits (cached: rows may share them)."""
     classes = workload.classes()
-    settings = _oracle_settings(quick, override)
+    settings = {k: v for k, v in _oracle_settings(quick, override).items() if k != "progress"}
     key = (
         tuple(sorted((k.median_run, s, *v) for (k, s), v in classes.items())),
         tuple(sorted(settings.items())),
@@ -186,6 +243,10 @@ def run(
     orcs = oracles_for(PINNED, quick, oracle_settings)
     results["oracle"] = _oracle_info(orcs)
     results["oracle_seconds"] = time.monotonic() - t0
+    t0 = time.monotonic()
+    prog = progress_oracle_for(PINNED, quick, oracle_settings)
+    results["oracle_progress"] = _progress_info(prog)
+    results["oracle_progress_seconds"] = time.monotonic() - t0
     targets = []
     for arrivals in ("burst", "poisson"):
         workload = make_jobs(n, arrivals)
@@ -199,6 +260,7 @@ def run(
         rows["ours"] = _ours(sim_jobs, PollPolicy())
         rows["ours_no_learning"] = _ours(sim_jobs, PollPolicy(learn=False))
         rows["ours_progress"] = _ours(sim_jobs, PollPolicy(), progress=True)
+        rows["oracle_progress"] = _progress_row(prog, workload)
         rows["ours_webhooks"] = _ours(sim_jobs, PollPolicy(), webhooks=True)
         results["scenarios"][arrivals] = rows
         targets += _targets(arrivals, rows)
@@ -209,6 +271,7 @@ def run(
         LABELS,
         oracle_fixed="oracle: best fixed schedule per kind (DP; median <= 2.5 s, p95 <= 9.5 s)",
         oracle_aware="oracle: best status-aware policy (DP; same limits)",
+        oracle_progress="oracle with progress hints: a policy reading hints (DP schedules)",
         ours="ours (learning on)",
         ours_no_learning="ours, learning off (plain backoff)",
         ours_progress="ours, answers carry progress hints",
@@ -255,6 +318,16 @@ def _targets(arrivals: str, rows: dict[str, Any]) -> list[dict[str, Any]]:
             6.0,
             fewer_p >= 6.0 and _lag_ok(prog),
             lag=f"median {prog['lag_p50']:.2f} s, p95 {prog['lag_p95']:.2f} s",
+        )
+    )
+    yard_p = rows["oracle_progress"]["warm"]["polls_per_job"]
+    out.append(
+        _target(
+            f"[{arrivals}] with progress hints: polls within 15 % of the progress oracle (warm), "
+            "same lag limits",
+            prog["polls_per_job"] / yard_p,
+            1.15,
+            prog["polls_per_job"] <= 1.15 * yard_p and _lag_ok(prog),
         )
     )
     hook = rows["ours_webhooks"]["all"]["polls_per_job"]

@@ -65,6 +65,7 @@ def test_polling_harness_runs_on_a_tiny_workload_and_the_report_is_valid_json(
         "newton_iters": 1,
         "tail": 1e-3,
         "width_step": 10.0,
+        "progress": {"step": 0.5, "bins": 6, "iters": 5, "policy_iters": 2, "samples": 200},
     }
     section = bench_polling.run(True, jobs=200, matrix_jobs=30, oracle_settings=coarse)
     rows = section["scenarios"]["poisson"]
@@ -74,6 +75,7 @@ def test_polling_harness_runs_on_a_tiny_workload_and_the_report_is_valid_json(
         "runway_6s_jitter",
         "oracle_fixed",
         "oracle_aware",
+        "oracle_progress",
         "ours",
         "ours_webhooks",
     } <= set(rows)
@@ -105,3 +107,27 @@ def test_polling_harness_runs_on_a_tiny_workload_and_the_report_is_valid_json(
     assert "very short" in markdown
     assert "PASS" in markdown or "MISS" in markdown
     assert "broken: boom" in markdown
+
+
+def test_progress_oracle_lands_between_its_bound_and_the_docs_loop() -> None:
+    """The progress oracle runs in a second on a coarse grid, and its figures are sane.
+
+    Its policy meets both lag limits on its samples, and bound <= policy, both far below the
+    docs' loop.
+    """
+    from benchmarks import oracle_progress
+    from benchmarks.oracle import Timing
+
+    classes = {
+        "short": (Timing(8.0, 0.8, 45.0, 0.2, 0.05), 0.5),
+        "long": (Timing(8.0, 0.8, 110.0, 0.2, 0.05), 0.5),
+    }
+    found = oracle_progress.solve(classes, step=0.5, bins=8, iters=6, policy_iters=3, samples=400)
+    assert found.over_target <= 0.5
+    assert found.over_bound <= 0.05
+    assert found.bound.over_target <= 0.5 + 1e-9
+    assert found.bound.over_bound <= 0.05 + 1e-9
+    assert 1.0 < found.bound.polls <= found.polls < 12.0  # the docs' loop: about 20 here
+    polls, lag = found.poll("short", 5.0, 45.0, 1.0, 50.0)
+    assert polls >= 1
+    assert lag >= 0.0
