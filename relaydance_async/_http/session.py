@@ -439,8 +439,12 @@ class Requester:
         else:
             budget.on_success()
 
-    async def send_once(self, request: HTTPRequest) -> tuple[int, Mapping[str, str], bytes]:
+    async def send_once(
+        self, request: HTTPRequest, kind: RequestKind | None = None
+    ) -> tuple[int, Mapping[str, str], bytes]:
         """One attempt through the budget, no retries: status, headers and the whole body.
+
+        ``kind`` orders the wait in the budget (polls, ``RequestKind.READ``, go first).
 
         Raises:
             TransportError: No answer arrived.
@@ -449,7 +453,7 @@ class Requester:
         if (self._root or self)._transport is None:
             await self.ensure_open()
         transport, budget = self._opened()
-        async with budget.slot():
+        async with budget.slot(kind):
             seen = observe_request(request)
             if seen is None:
                 response = await transport.send(request)
@@ -504,7 +508,9 @@ class Requester:
         url = self._base_url + path
         secrets = self._secrets
         try:
-            status, headers, body = await self.send_once(HTTPRequest("GET", url, self._headers))
+            status, headers, body = await self.send_once(
+                HTTPRequest("GET", url, self._headers), RequestKind.READ
+            )
         except TransportError as error:
             raise connection_error(error, "GET", url, secrets) from error
         if status >= 300:
@@ -534,7 +540,7 @@ class Requester:
             finally:
                 await response.aclose()
             return
-        async with budget.slot():
+        async with budget.slot(RequestKind.DOWNLOAD):
             response = await self._send_seen(transport, request)
             try:
                 if response.status >= 400:
@@ -695,7 +701,7 @@ class Requester:
                 timeout=timeout,
             )
             try:
-                status, answer_headers, answer = await self.send_once(request)
+                status, answer_headers, answer = await self.send_once(request, spec.kind)
             except TransportError as failure:
                 raise AttemptFailed(
                     connection_error(failure, method, url, secrets),
@@ -767,7 +773,7 @@ class Requester:
                 transfer=factory is not None,
             )
             try:
-                status, answer_headers, raw = await self.send_once(request)
+                status, answer_headers, raw = await self.send_once(request, kind)
             except TransportError as failure:
                 raise AttemptFailed(
                     connection_error(failure, method, url, secrets),

@@ -27,7 +27,8 @@ import uuid
 from types import TracebackType
 from typing import Any
 
-from relaydance_async._http.budget import LocalRequestBudget
+from relaydance_async._http.budget import FairTurns, LocalRequestBudget
+from relaydance_async._sansio.retry import RequestKind
 from relaydance_async._sansio.settings import Limits
 from relaydance_async.clock import Clock
 from relaydance_async.coordination.redis import _scripts
@@ -92,8 +93,8 @@ class RedisBudget:
         self._lease_ttl = lease_ttl
         self.local = LocalRequestBudget(limits, clock=clock)
         """The in-process budget: fed every answer, used while Redis is unreachable."""
-        self._semaphore = asyncio.Semaphore(limits.max_in_flight)
-        self._gate = asyncio.Lock()
+        self._semaphore = FairTurns(limits.max_in_flight)
+        self._gate = FairTurns(1)
         self._acquire = redis.register_script(_scripts.ACQUIRE)
         self._report = redis.register_script(_scripts.REPORT)
         self._renew = redis.register_script(_scripts.RENEW)
@@ -140,9 +141,14 @@ class RedisBudget:
 
     # ---------------------------------------------------------------- slots
 
-    def slot(self) -> _Slot:
-        """An async context manager that holds one request's place in the shared budget."""
-        return _Slot(self)
+    def slot(self, kind: RequestKind | None = None) -> _Slot:
+        """An async context manager that holds one request's place in the shared budget.
+
+        Args:
+            kind: What the request does; this process's polls (``RequestKind.READ``) reach
+                the shared budget first, by the same fairness rule as ``LocalRequestBudget``.
+        """
+        return _Slot(self, kind is RequestKind.READ)
 
     def _start(self) -> None:
         if self._tasks:
@@ -170,24 +176,25 @@ class RedisBudget:
             self._warned = False
             log.warning("Redis reachable again: the request budget is shared again")
 
-    async def _enter(self) -> str | None:
+    async def _enter(self, urgent: bool) -> str | None:
         """Take a lease and wait for the send instant; ``None`` means the local budget is used."""
         self._start()
         if self._usable():
             try:
-                return await self._enter_shared()
+                return await self._enter_shared(urgent)
             except redis_errors() as error:
                 self._degrade(error)
         self.degraded += 1
-        await self.local.__aenter__()
+        await self.local.enter(urgent)
         return None
 
-    async def _enter_shared(self) -> str:
+    async def _enter_shared(self, urgent: bool) -> str:
         self._count += 1
         lease = f"{self._prefix}:{self._count}"
         args: list[Any] = [self._cap, self._ceiling, self._initial]
         pause = 0.002
-        async with self._gate:  # one waiter per process asks Redis; the others queue here
+        await self._gate.acquire(urgent)  # one waiter per process asks Redis; others queue here
+        try:
             while True:
                 granted, delay, epoch = await self._acquire(
                     keys=self._keys, args=[*args, "acquire", lease, self._lease_ttl, 0]
@@ -197,6 +204,8 @@ class RedisBudget:
                 # The shared window is full: ask again soon (releases come with answers).
                 await asyncio.sleep(pause * (0.5 + random.random()))
                 pause = min(pause * 1.5, 0.05)
+        finally:
+            self._gate.release()
         self._held.add(lease)
         self._recovered()
         try:
@@ -266,17 +275,18 @@ class RedisBudget:
 class _Slot:
     """One request's place: a local semaphore, then a shared lease and send instant."""
 
-    __slots__ = ("_budget", "_lease")
+    __slots__ = ("_budget", "_lease", "_urgent")
 
-    def __init__(self, budget: RedisBudget) -> None:
+    def __init__(self, budget: RedisBudget, urgent: bool) -> None:
         self._budget = budget
+        self._urgent = urgent
         self._lease: str | None = None
 
     async def __aenter__(self) -> None:
         budget = self._budget
-        await budget._semaphore.acquire()
+        await budget._semaphore.acquire(self._urgent)
         try:
-            self._lease = await budget._enter()
+            self._lease = await budget._enter(self._urgent)
         except BaseException:
             budget._semaphore.release()
             raise
