@@ -10,6 +10,8 @@ import asyncio
 import json
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -339,3 +341,33 @@ async def test_no_secret_reaches_the_file(emu: Emulator, tmp_path: Path) -> None
     for secret in (SECRET, emu.url, "127.0.0.1", "secret prompt", task.id):
         assert secret not in text
     assert set(json.loads(text)) == {"format", "version", "kinds", "observations"}
+
+
+KILLED = """
+import asyncio, os, sys
+from relaydance_async.coordination import FileTimingStore, TimingObservation
+from relaydance_async.models import JobKind
+
+async def main() -> None:
+    store = FileTimingStore(sys.argv[1], save_every=50, save_interval=None)
+    await store.load()
+    kind = JobKind("grok-imagine-video", None, 4)
+    for i in range(60):
+        store.record(TimingObservation(kind, "run", 1.0 + i))
+        if i == 49:
+            await store._saver  # the background save of the first 50 (not a save() call)
+    os._exit(9)  # killed: no close, no save of the last 10
+
+asyncio.run(main())
+"""
+
+
+def test_a_killed_process_keeps_what_its_background_saves_wrote(tmp_path: Path) -> None:
+    """No close, no save(): the count-triggered save already holds all but the last few."""
+    path = tmp_path / "timings.json"
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED, str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 9, done.stderr
+    assert [row[2] for row in observations(path)] == [1.0 + i for i in range(50)]
+    assert names(tmp_path) == ["timings.json"]

@@ -136,13 +136,44 @@ def _read(path: Path) -> Any:
     return document
 
 
-def _write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically (runs in a thread).
+_Kept = list[tuple[int, TimingObservation]]
+"""The observations of one kind and phase, each with its place in the global order."""
+
+
+def _document(parts: list[_Kept]) -> dict[str, Any]:
+    """The file's content for the kept observations (runs in a thread: this is the slow part)."""
+    kinds: dict[JobKind, int] = {}
+    rows: list[list[Any]] = []
+    for _, observation in heapq.merge(*parts, key=lambda item: item[0]):
+        index = kinds.setdefault(observation.kind, len(kinds))
+        # A tenth of a millisecond is finer than any poll sees; never rounded down to zero.
+        seconds = round(observation.seconds, 4) or observation.seconds
+        rows.append([index, observation.phase, seconds])
+    return {
+        "format": TIMINGS_FORMAT,
+        "version": TIMINGS_VERSION,
+        "kinds": [
+            {"model": kind.model, "resolution": kind.resolution, "seconds": kind.seconds}
+            for kind in kinds
+        ],
+        "observations": rows,
+    }
+
+
+def _read_observations(path: Path) -> tuple[list[TimingObservation], int] | None:
+    """The file's observations and how many rows were skipped, or ``None`` (runs in a thread)."""
+    document = _read(path)
+    return None if document is None else _parse(document)
+
+
+def _write(path: Path, parts: list[_Kept]) -> None:
+    """Replace ``path`` with the kept observations as JSON, atomically (runs in a thread).
 
     Raises:
         _NotOurs: A file that is not ours appeared at ``path`` since it was read.
         OSError: The folder or the disk refused; ``path`` is as it was, no temporary file left.
     """
+    text = json.dumps(_document(parts), allow_nan=False) + "\n"
     _read(path)  # something else written there since the load is not replaced either
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
@@ -299,9 +330,11 @@ class FileTimingStore:
                 return True
             self._cancel_timer()
             pending = self._unsaved
-            text = self._dump()
+            # On the loop, only a shallow copy (no later record() changes it); the rest in the
+            # thread.
+            parts = [list(kept) for kept in self._kept.values()]
             try:
-                await anyio.to_thread.run_sync(_write, self._path, text)
+                await anyio.to_thread.run_sync(_write, self._path, parts)
             except _NotOurs as reason:
                 self._refuse(reason)
                 return False
@@ -354,7 +387,7 @@ class FileTimingStore:
         if self._loaded:
             return
         try:
-            document = await anyio.to_thread.run_sync(_read, self._path)
+            document = await anyio.to_thread.run_sync(_read_observations, self._path)
         except _NotOurs as reason:
             self._loaded = True
             self._refuse(reason)
@@ -362,7 +395,7 @@ class FileTimingStore:
         self._loaded = True
         if document is None:
             return
-        found, skipped = _parse(document)
+        found, skipped = document
         if skipped:
             log.warning(
                 "%s: %d malformed timing entries skipped (they will not be written back)",
@@ -388,22 +421,3 @@ class FileTimingStore:
             self._path,
             reason,
         )
-
-    def _dump(self) -> str:
-        kinds: dict[JobKind, int] = {}
-        rows: list[list[Any]] = []
-        for observation in self._ordered():
-            index = kinds.setdefault(observation.kind, len(kinds))
-            # A tenth of a millisecond is finer than any poll sees; never rounded down to zero.
-            seconds = round(observation.seconds, 4) or observation.seconds
-            rows.append([index, observation.phase, seconds])
-        document = {
-            "format": TIMINGS_FORMAT,
-            "version": TIMINGS_VERSION,
-            "kinds": [
-                {"model": kind.model, "resolution": kind.resolution, "seconds": kind.seconds}
-                for kind in kinds
-            ],
-            "observations": rows,
-        }
-        return json.dumps(document, allow_nan=False) + "\n"
