@@ -19,6 +19,7 @@ SECTIONS = {
     "memory": "benchmarks.bench_memory",
     "upload": "benchmarks.bench_upload",
     "ratelimit": "benchmarks.bench_ratelimit",
+    "burst": "benchmarks.bench_burst",
     "emulator": "benchmarks.bench_emulator",
     "scaleout": "benchmarks.bench_scaleout",
     "fleet": "benchmarks.bench_fleet",

@@ -394,7 +394,14 @@ async def loadgen(a: dict[str, Any]) -> dict[str, Any]:
     return await overhead(a)
 
 
+async def burst(a: dict[str, Any]) -> dict[str, Any]:
+    from benchmarks.bench_burst import child
+
+    return await child(a)
+
+
 TASKS: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]]] = {
+    "burst": burst,
     "e2e": e2e,
     "ratelimit": ratelimit,
     "overhead": overhead,

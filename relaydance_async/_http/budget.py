@@ -135,6 +135,7 @@ class LocalRequestBudget:
     MIN_SERVED = 4
     INITIAL_WINDOW = 8
     POLL_RUN = 3
+    CATCH_UP = 0.05
 
     def __init__(
         self,
@@ -346,9 +347,10 @@ class LocalRequestBudget:
         self._in_flight += 1
         if self._rate is not None:
             interval = 1.0 / self._rate
-            # A head that woke a little late keeps the schedule (no drift below the rate);
-            # after an idle spell the schedule restarts now (no burst).
-            start = self._next if now - self._next < interval else now
+            # A head that woke late (a busy event loop) keeps the schedule, and the waiters
+            # behind it go at once until it is caught up: no drift below the rate. After an
+            # idle spell longer than CATCH_UP the schedule restarts now (no burst).
+            start = self._next if now - self._next < max(interval, self.CATCH_UP) else now
             self._next = start + interval
         self._count_start(now)
 
