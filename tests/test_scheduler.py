@@ -243,10 +243,10 @@ class _Review:
     def done(self) -> bool:
         return bool(self.ended)
 
-    async def read(self) -> tuple[TaskStatus, float | None]:
+    async def read(self) -> tuple[TaskStatus, float | None, float | None]:
         self.reads += 1
         self.lifecycle = TaskStatus.SUCCEEDED if self.reads >= 3 else TaskStatus.RUNNING
-        return self.lifecycle, 10.0 * self.reads
+        return self.lifecycle, 10.0 * self.reads, None
 
     def finish(self, error: BaseException | None = None) -> None:
         self.ended.append(error)

@@ -89,7 +89,7 @@ class AssetJob(JobHandleBase[Asset]):
         asset = await self._fetch_asset(self._asset.id)
         if self._outcome is _PENDING:
             self._asset = asset
-        return asset.status.task_status, None
+        return asset.status.task_status, None, None
 
     def finish(self, error: BaseException | None = None) -> None:
         """End the job (once): the ``Active`` asset, a failed review, or ``error``."""

@@ -25,7 +25,7 @@ from relaydance_async._client.hosts import MediaHost
 from relaydance_async._client.images import Images
 from relaydance_async._client.model_list import Models
 from relaydance_async._client.scheduler import Scheduler
-from relaydance_async._client.videos import Videos, fetch_task_once
+from relaydance_async._client.videos import Videos, fetch_task_once, poll_task_once
 from relaydance_async._http.budget import RequestBudget
 from relaydance_async._http.download import download_to, resolve_destination, safe_name
 from relaydance_async._http.observe import download_log, download_span, shown_url
@@ -350,6 +350,7 @@ class AsyncRelayDance:
         )
         scheduler = self._scheduler = Scheduler(
             fetch=self._fetch,
+            poll=functools.partial(poll_task_once, self._requester),
             policy=self._poll or PollPolicy(),
             clock=self._clock,
             leases=coordinator.poll_leases(),

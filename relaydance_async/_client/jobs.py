@@ -23,6 +23,7 @@ from relaydance_async.models import Task, TaskStatus
 __all__ = [
     "JobHandleBase",
     "JobOwner",
+    "PollFetch",
     "Reading",
     "ScheduledJob",
     "VideoJob",
@@ -35,8 +36,13 @@ _PENDING = object()
 
 _T = TypeVar("_T")
 
-Reading = tuple[TaskStatus, float | None]
-"""One read of a job as the scheduler sees it: its lifecycle status and progress hint (%)."""
+Reading = tuple[TaskStatus, float | None, float | None]
+"""One read of a job as the scheduler sees it: its lifecycle status, progress hint (%), and the
+server's poll-after hint in seconds (``Retry-After`` on the answer; ``None`` when not sent)."""
+
+PollFetch = Callable[[str], Awaitable[tuple[Task, float | None]]]
+"""One GET of a task through the client's request budget, no retries: the task and the server's
+poll-after hint (``async (task_id) -> (Task, seconds or None)``)."""
 
 
 class ScheduledJob(Protocol):
@@ -218,14 +224,13 @@ class VideoJob(JobHandleBase[Task]):
     Args:
         owner: The scheduler driving it.
         task: Its first snapshot (the submit answer, or a placeholder with status ``unknown``).
-        fetch: One GET of a task through the client's request budget.
+        fetch: One GET of a task through the client's request budget, with the server's
+            poll-after hint.
     """
 
     __slots__ = ("__weakref__", "_fetch", "_listeners", "_task", "_trace")
 
-    def __init__(
-        self, owner: JobOwner, task: Task, fetch: Callable[[str], Awaitable[Task]]
-    ) -> None:
+    def __init__(self, owner: JobOwner, task: Task, fetch: PollFetch) -> None:
         super().__init__(owner)
         self._task = task
         self._fetch = fetch
@@ -305,14 +310,14 @@ class VideoJob(JobHandleBase[Task]):
             trace.status(self._task.status)
 
     async def read(self) -> Reading:
-        """GET the task once and keep the answer; return its status and progress."""
+        """GET the task once and keep the answer; its status, progress and poll-after hint."""
         if self._trace is None:
-            task = await self._fetch(self._task.id)
+            task, after = await self._fetch(self._task.id)
         else:
             with self._trace.polling():
-                task = await self._fetch(self._task.id)
+                task, after = await self._fetch(self._task.id)
         self.update(task)
-        return task.status, task.progress
+        return task.status, task.progress, after
 
     def update(self, task: Task) -> None:
         """A fresh snapshot (a poll's, or a webhook's): keep it, and tell ``updates()``.

@@ -16,7 +16,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from relaydance_async._client.jobs import JobHandleBase, ScheduledJob, VideoJob
+from relaydance_async._client.jobs import JobHandleBase, PollFetch, ScheduledJob, VideoJob
 from relaydance_async._sansio.polling.policy import PollPolicy
 from relaydance_async._sansio.polling.schedule import Action, Entry, Phase, Schedule
 from relaydance_async._sansio.polling.timing import TimingModel
@@ -46,6 +46,26 @@ _J = TypeVar("_J", bound=ScheduledJob)
 Fetch = Callable[[str], Awaitable[Task]]
 """One GET of a task through the client's request budget: ``async (task_id) -> Task``."""
 
+_MAX_POLL_AFTER = 300.0
+"""Seconds a server's poll-after hint may hold a job's next poll back at most (5 minutes)."""
+
+
+def _without_hint(fetch: Fetch) -> PollFetch:
+    async def poll(task_id: str) -> tuple[Task, float | None]:
+        return await fetch(task_id), None
+
+    return poll
+
+
+def _poll_after(after: float) -> float | None:
+    """The server's poll-after hint as the schedule takes it: capped, nonsense dropped.
+
+    A job's maximum wait still ends it on time: the schedule expires it whatever its next poll.
+    """
+    if not after > 0.0:  # zero, negative or NaN: nothing to honour
+        return None
+    return min(after, _MAX_POLL_AFTER)
+
 
 # Answers that no retry will change: the job fails with the error instead of polling on.
 _PERMANENT_STATUS = frozenset({400, 401, 403, 404})
@@ -65,6 +85,8 @@ class Scheduler:
         leases: Asked before every poll whether this process may send it; always yes if omitted.
         timing: Told every timing observation the model makes (a shared store).
         history: Observations to warm the model with (``await timing.load()``), oldest first.
+        poll: What ``VideoJob``s read themselves with instead of ``fetch``: the task and the
+            server's poll-after hint (``Retry-After`` on the answer), honoured up to 5 minutes.
     """
 
     def __init__(
@@ -78,8 +100,10 @@ class Scheduler:
         leases: PollLeases | None = None,
         timing: TimingStore | None = None,
         history: Iterable[TimingObservation] = (),
+        poll: PollFetch | None = None,
     ) -> None:
         self._fetch = fetch
+        self._poll_fetch = poll if poll is not None else _without_hint(fetch)
         self.policy = policy or PollPolicy()
         self._schedule = Schedule(self.policy, model, rng)
         self.clock: Clock = clock or SystemClock()
@@ -260,7 +284,7 @@ class Scheduler:
         existing = self._jobs.get(task.id)
         if existing is not None and isinstance(existing.handle, VideoJob):
             return existing.handle  # watching one task twice gives one job
-        job = VideoJob(self, task, self._fetch)
+        job = VideoJob(self, task, self._poll_fetch)
         self._track(job, kind=kind, webhook=webhook, max_wait=max_wait, known=known)
         return job
 
@@ -402,7 +426,7 @@ class Scheduler:
             return
         self.polls_sent += 1
         try:
-            status, progress = await job.read()
+            status, progress, after = await job.read()
         except asyncio.CancelledError:
             raise
         except (NotFoundError, ClientStateError) as exc:
@@ -419,7 +443,14 @@ class Scheduler:
         else:
             if entry.phase is Phase.IN_FLIGHT:
                 try:
-                    done = self._schedule.on_task(entry, clock.now(), status, progress, sent)
+                    done = self._schedule.on_task(
+                        entry,
+                        clock.now(),
+                        status,
+                        progress,
+                        sent,
+                        after=None if after is None else _poll_after(after),
+                    )
                 except Exception as exc:  # pragma: no cover - a bug must not hang the job
                     log.exception("could not record the answer for task %s", entry.task_id)
                     self._fail(entry, exc)

@@ -29,7 +29,14 @@ from relaydance_async.exceptions import (
 )
 from relaydance_async.models import JobKind, Task, VideoRequest
 
-__all__ = ["CallbackRouter", "Videos", "build_request", "fetch_task_once", "new_idempotency_key"]
+__all__ = [
+    "CallbackRouter",
+    "Videos",
+    "build_request",
+    "fetch_task_once",
+    "new_idempotency_key",
+    "poll_task_once",
+]
 
 
 class CallbackRouter(Protocol):
@@ -51,11 +58,23 @@ async def fetch_task_once(requester: Requester, task_id: str) -> Task:
         NotFoundError: No such task.
         APIError: Anything else went wrong; the scheduler decides when to try again.
     """
+    return (await poll_task_once(requester, task_id))[0]
+
+
+async def poll_task_once(requester: Requester, task_id: str) -> tuple[Task, float | None]:
+    """``fetch_task_once``, and the server's poll-after hint (``Retry-After`` on the answer).
+
+    Returns:
+        The task, and the hint in seconds (``None`` when the server sent none).
+
+    Raises:
+        NotFoundError: No such task.
+        APIError: Anything else went wrong; the scheduler decides when to try again.
+    """
     path = retrieve_video_path(task_id)
-    task = parse_answer(
-        task_from_wire, await requester.get_once(path), "GET", path, requester.secrets
-    )
-    return _the_task_asked_for(task, task_id, path, requester.secrets)
+    answer, after = await requester.poll_once(path)
+    task = parse_answer(task_from_wire, answer, "GET", path, requester.secrets)
+    return _the_task_asked_for(task, task_id, path, requester.secrets), after
 
 
 def _the_task_asked_for(task: Task, task_id: str, path: str, secrets: tuple[str, ...]) -> Task:

@@ -14,7 +14,9 @@ Three doors lead to that loop:
   HTTP 200 counts as an error for the ``PROVIDER_*`` kinds;
 * ``retrying(kind, attempt)``: a caller's own attempt (downloads stream to disk and resume).
 
-``send_once`` is one attempt without retries (the polling scheduler's fetch re-polls by itself).
+``send_once`` is one attempt without retries; ``poll_once`` is the polling scheduler's GET on it
+(the scheduler re-polls by itself), which also hands over a ``Retry-After`` sent with a successful
+answer (a poll-after hint).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any, TypeVar
 
 import anyio
 import attrs
+from multidict import CIMultiDictProxy
 
 from relaydance_async import exceptions as exc
 from relaydance_async._http.budget import RequestBudget
@@ -498,7 +501,22 @@ class Requester:
     async def get_once(self, path: str) -> Any:
         """One RelayDance ``GET`` of ``path`` through the budget, no retries; the JSON answer.
 
+        Raises:
+            APIStatusError: An error answer.
+            APIConnectionError: No answer.
+            APIResponseValidationError: The answer was not JSON.
+        """
+        return (await self.poll_once(path))[0]
+
+    async def poll_once(self, path: str) -> tuple[Any, float | None]:
+        """One RelayDance ``GET`` of ``path`` through the budget, no retries (a poll).
+
         The polling scheduler's fetch: it decides by itself when to try again.
+
+        Returns:
+            The JSON answer, and the server's poll-after hint in seconds: the ``Retry-After``
+            (or ``retry-after-ms``) of the successful answer, seconds or an HTTP date, or
+            ``None`` when it sent none or nonsense.
 
         Raises:
             APIStatusError: An error answer.
@@ -517,7 +535,17 @@ class Requester:
             if status < 400:
                 raise redirect_error(status, headers, "GET", url)
             raise self._decode_error(status, headers, body, "GET", url, secrets)
-        return decode_json(body, method="GET", url=url, secrets=secrets)
+        try:
+            # The poll path's answer is UTF-8 JSON: decoding the text first skips json's
+            # encoding sniffing; anything else (a BOM, UTF-16, no JSON) takes the general way.
+            answer = json.loads(body.decode())
+        except ValueError:
+            answer = decode_json(body, method="GET", url=url, secrets=secrets)
+        if type(headers) is CIMultiDictProxy and not (
+            "retry-after" in headers or "retry-after-ms" in headers
+        ):
+            return answer, None  # aiohttp's headers, looked up case-insensitively: no hint
+        return answer, parse_retry_after(headers, self._clock())
 
     @asynccontextmanager
     async def stream(self, request: HTTPRequest, *, budgeted: bool) -> AsyncIterator[HTTPResponse]:

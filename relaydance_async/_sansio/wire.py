@@ -304,7 +304,7 @@ def _list_of(obj: Any) -> list[Any]:
 
 def task_from_wire(obj: Any) -> Task:
     """A ``Task`` from a submit or retrieve answer (or a webhook body), in any variant shape."""
-    return converter.structure(obj, Task)
+    return _structure_task(obj)  # the converter's hook for Task, without its dispatch (poll path)
 
 
 def uploaded_file_from_wire(obj: Any) -> UploadedFile:

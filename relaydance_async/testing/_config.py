@@ -66,8 +66,8 @@ class Faults:
     variants reproduce what the open-source gateway RelayDance runs on has been seen to send;
     the hostile knobs (``redirect`` to ``other_task``) what a broken or malicious server, proxy
     or network can send. A few knobs are settings of another (``latency_seconds``,
-    ``redirect_status``, ``redirect_url``, ``echo_key_status``, ``huge_body_bytes``,
-    ``drip_rate``) rather than probabilities.
+    ``poll_after_seconds``, ``redirect_status``, ``redirect_url``, ``echo_key_status``,
+    ``huge_body_bytes``, ``drip_rate``) rather than probabilities.
     """
 
     error_500: float = _probability_field()
@@ -100,6 +100,12 @@ class Faults:
     """Add ``"progress": 45`` (a number) to task answers."""
     id_field: float = _probability_field()
     """Name the task id ``id`` instead of ``task_id``."""
+    poll_after: float = _probability_field()
+    """Send ``Retry-After: <poll_after_seconds>`` with a successful task read (a poll-after
+    hint, as some APIs send on a 200: do not poll this task again sooner)."""
+    poll_after_seconds: float = attrs.field(default=5.0, converter=float, validator=_non_negative)
+    """The hint's value: seconds as the header says them (real seconds for a client; the
+    emulator's ``speed`` does not scale them). Whole seconds are sent as an integer."""
     task_not_exist_400: float = _probability_field()
     """Answer an unknown task with 400 ``task_not_exist`` instead of 404."""
     webhook_duplicate: float = _probability_field()

@@ -241,7 +241,14 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
         clip_url=f"{state.origin}/clips/{shown.task_id}.mp4",
         variants=state.variants("poll"),
     )
-    return json_response(body)
+    response = json_response(body)
+    faults = state.faults
+    if "poll" in faults.scope and state.roll(faults.poll_after):
+        seconds = faults.poll_after_seconds
+        response.headers["Retry-After"] = (
+            str(int(seconds)) if seconds == int(seconds) else repr(seconds)
+        )
+    return response
 
 
 def _other_task(state: EmulatorState, task: Task) -> Task:
