@@ -14,7 +14,8 @@ or, for a 429, ``on_rate_limited(retry_after)``. The algorithm:
   ``next = t + 1 / rate``, so requests leave evenly spaced, never in bursts that would drain the
   server's own token bucket. With no fixed ``Limits.requests_per_second`` the rate is learned
   from the first 429, after a gentle start.
-* **Gentle start** (no fixed rate, before the first 429): the budget paces at ``START_RATE``
+* **Gentle start** (no fixed rate, before the first 429): after the slow start's first
+  ``INITIAL_WINDOW`` requests (sent at once), the budget paces at ``START_RATE``
   (20 requests/s) and doubles the rate every ``RAMP`` (0.5 s) in which the pace binds (a request
   waited for it), so a cold client finds a server's limit by one small overshoot instead of
   firing its whole window into the server's burst. The first 429 cuts to ``DECREASE`` times the
@@ -165,6 +166,9 @@ class LocalRequestBudget:
         if self._ramping:
             self._rate = self.START_RATE
         self._ramp_at = -math.inf
+        self._granted = 0
+        self._unpaced = min(self.INITIAL_WINDOW, limits.max_in_flight) if self._ramping else 0
+        """The gentle start lets its first requests out at once (a server's burst takes them)."""
         self._marks = [(-math.inf, 0), (-math.inf, 0)]
         """(time, successes) at the start of the ramp's last two RAMP windows: what got through."""
         self._paced = False
@@ -219,7 +223,8 @@ class LocalRequestBudget:
     def reserve(self, now: float) -> float:
         """Book the next send instant; return how long to wait for it (0 to go at once)."""
         start = max(now, self._paused_until)
-        if self._rate is not None:
+        self._granted += 1
+        if self._rate is not None and self._granted > self._unpaced:
             if self._next > start:
                 self._paced = True
             start = max(start, self._next)
@@ -412,13 +417,14 @@ class LocalRequestBudget:
 
     def _ready_at(self) -> float:
         """The earliest instant the next request may leave (pause and pacing)."""
-        if self._rate is None:
+        if self._rate is None or self._granted < self._unpaced:
             return self._paused_until
         return max(self._paused_until, self._next)
 
     def _grant(self, now: float) -> None:
         """Book the instant ``now`` (the head's instant has come) for one more request."""
         self._in_flight += 1
+        self._granted += 1
         if self._rate is not None:
             interval = 1.0 / self._rate
             # A head that woke late (a busy event loop) keeps the schedule, and the waiters
