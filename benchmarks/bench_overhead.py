@@ -15,7 +15,7 @@ from typing import Any
 from benchmarks._proc import emulator, run_child
 from benchmarks.stats import ratio
 
-TARGET_OVERHEAD = 0.15
+TARGET_OVERHEAD = 0.10
 
 
 def _one(contender: str, window: float, concurrency: int) -> dict[str, Any]:
@@ -61,7 +61,7 @@ def run(quick: bool) -> dict[str, Any]:
         out["cpu_overhead"] = over
         out["polls_per_second_ratio"] = ratio(ours["polls_per_second"], raw["polls_per_second"])
         out["target"] = {
-            "name": "<= 15 % overhead per poll (client CPU) against raw aiohttp",
+            "name": "<= 10 % overhead per poll (client CPU) against raw aiohttp",
             "value": over,
             "limit": TARGET_OVERHEAD,
             "holds": over <= TARGET_OVERHEAD,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from types import MemberDescriptorType
 from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
@@ -56,6 +57,38 @@ class HTTPRequest:
     """A long transfer (upload, download): bounded by connect and read timeouts only."""
     timeout: float | None = None
     """Seconds this API call may take as a whole, instead of the transport's default."""
+
+    @classmethod
+    def get(cls, url: str, headers: Mapping[str, str]) -> HTTPRequest:
+        """``HTTPRequest("GET", url, headers)``, built without attrs' ``__init__`` (a poll's)."""
+        if _SETTERS is None:  # pragma: no cover - no plain slots: the general way
+            return cls("GET", url, headers)
+        request = _object_new(cls)
+        s_method, s_url, s_headers, s_body, s_transfer, s_timeout = _SETTERS
+        s_method(request, "GET")
+        s_url(request, url)
+        s_headers(request, headers)
+        s_body(request, None)
+        s_transfer(request, False)
+        s_timeout(request, None)
+        return request
+
+
+def _slot_setters(cls: type, count: int) -> tuple[Any, ...] | None:
+    """The slot setters of an attrs class's fields in order, or None without plain slots."""
+    setters = [
+        getattr(cls.__dict__.get(field.name), "__set__", None) for field in attrs.fields(cls)
+    ]
+    if len(setters) != count or not all(
+        isinstance(cls.__dict__.get(field.name), MemberDescriptorType)
+        for field in attrs.fields(cls)
+    ):
+        return None
+    return tuple(setters)
+
+
+_object_new = object.__new__
+_SETTERS = _slot_setters(HTTPRequest, 6)
 
 
 @runtime_checkable

@@ -527,7 +527,7 @@ class Requester:
         secrets = self._secrets
         try:
             status, headers, body = await self.send_once(
-                HTTPRequest("GET", url, self._headers), RequestKind.READ
+                HTTPRequest.get(url, self._headers), RequestKind.READ
             )
         except TransportError as error:
             raise connection_error(error, "GET", url, secrets) from error

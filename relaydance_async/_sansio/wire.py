@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from types import MappingProxyType
+from types import MappingProxyType, MemberDescriptorType
 from typing import Any
 
+import attrs
 import cattrs
 
 from relaydance_async.models import (
+    _STATUS_TABLE,
     AudioRef,
     FirstFrame,
     GeneratedImage,
@@ -51,6 +53,7 @@ __all__ = [
 ]
 
 converter = cattrs.Converter()
+_object_new = object.__new__
 """The package's one converter; hooks for every wire shape are registered on it below."""
 
 #: (class, content type, role) for every reference kind, in one table.
@@ -205,10 +208,66 @@ def _fail_reason(data: Mapping[str, Any]) -> str | None:
     return _str_or_none(error)
 
 
+def _task_setters() -> tuple[Any, ...] | None:
+    """The slot setters of ``Task``'s fields in order, or None if ``Task`` has no plain slots."""
+    setters = []
+    for field in attrs.fields(Task):
+        slot = Task.__dict__.get(field.name)
+        if not isinstance(slot, MemberDescriptorType):
+            return None
+        setters.append(slot.__set__)
+    return tuple(setters)
+
+
+_TASK_SETTERS = _task_setters()
+if _TASK_SETTERS is not None and len(_TASK_SETTERS) != 10:  # pragma: no cover - Task changed
+    _TASK_SETTERS = None
+
+
+def _new_task(
+    task_id: str,
+    status: TaskStatus,
+    url: str | None,
+    fmt: str | None,
+    progress: float | None,
+    fail_reason: str | None,
+    model: str | None,
+    metadata: MappingProxyType[str, Any],
+    raw_status: str | None,
+    raw: MappingProxyType[str, Any],
+) -> Task:
+    """``Task(...)`` from final values (read-only mappings), its slots filled directly.
+
+    attrs' ``__init__``, converters and frozen ``__setattr__`` are skipped: the poll path's hot
+    spot.
+
+    ``tests/test_wire_fast_task.py`` checks that this agrees with ``Task(...)`` field for field.
+    """
+    setters = _TASK_SETTERS
+    if setters is None:  # pragma: no cover - a Task without plain slots: the general way
+        return Task(
+            task_id, status, url, fmt, progress, fail_reason, model, metadata, raw_status, raw
+        )
+    task = _object_new(Task)
+    s_id, s_status, s_url, s_fmt, s_progress, s_fail, s_model, s_meta, s_raw_status, s_raw = setters
+    s_id(task, task_id)
+    s_status(task, status)
+    s_url(task, url)
+    s_fmt(task, fmt)
+    s_progress(task, progress)
+    s_fail(task, fail_reason)
+    s_model(task, model)
+    s_meta(task, metadata)
+    s_raw_status(task, raw_status)
+    s_raw(task, raw)
+    return task
+
+
 def _structure_task(obj: Any, _: Any = None) -> Task:
-    # On the poll path: plain-string fields skip the general coercion helper.
-    data = unwrap(obj)
-    if not isinstance(data, Mapping):
+    # On the poll path: plain-string fields skip the general coercion helper, and a plain dict
+    # (what the JSON decoder gives) skips the abstract ``Mapping`` checks.
+    data = obj if type(obj) is dict and not ("data" in obj and "code" in obj) else unwrap(obj)
+    if type(data) is not dict and not isinstance(data, Mapping):
         raise ValueError(f"a task answer must be a JSON object, got {type(data).__name__}")
     get = data.get
     task_id = get("task_id")
@@ -217,7 +276,7 @@ def _structure_task(obj: Any, _: Any = None) -> Task:
         if not task_id:
             raise ValueError("the task answer has no task_id or id")
     metadata = get("metadata")
-    if not isinstance(metadata, Mapping):
+    if type(metadata) is not dict and not isinstance(metadata, Mapping):
         metadata = _NO_METADATA
     raw_status = get("status")
     if type(raw_status) is not str:
@@ -233,15 +292,25 @@ def _structure_task(obj: Any, _: Any = None) -> Task:
     model = get("model")
     progress = get("progress")
     failed = "fail_reason" in data or "error" in data
-    return Task(
-        id=task_id,
-        status=TaskStatus.parse(raw_status),
-        url=url,
-        format=fmt if type(fmt) is str and fmt else _str_or_none(fmt),
-        progress=None if progress is None else _progress(progress),
-        fail_reason=_fail_reason(data) if failed else None,
-        model=model if type(model) is str and model else _str_or_none(model),
+    fields = (
+        task_id,
+        _STATUS_TABLE.get(raw_status) or TaskStatus.parse(raw_status),  # type: ignore[arg-type]
+        url,
+        fmt if type(fmt) is str and fmt else _str_or_none(fmt),
+        None if progress is None else _progress(progress),
+        _fail_reason(data) if failed else None,
+        model if type(model) is str and model else _str_or_none(model),
+    )
+    if type(metadata) is dict and type(data) is dict:
         # Fresh from the JSON decoder and referenced nowhere else: wrapped, not copied.
+        return _new_task(
+            *fields,
+            MappingProxyType(metadata),
+            raw_status or None,
+            MappingProxyType(data),
+        )
+    return Task(
+        *fields,
         metadata=MappingProxyType(metadata) if type(metadata) is dict else metadata,
         raw_status=raw_status or None,
         raw=MappingProxyType(data) if type(data) is dict else data,
