@@ -386,7 +386,12 @@ def matrix(
                 policy,
                 schedule=warm_sched,
             )
-            warm = simulate(sim, policy, model=warm_sched.model)
+            # The same client goes on: its model and the promise's multipliers carry over.
+            warm = simulate(
+                sim,
+                policy,
+                schedule=Schedule(policy, warm_sched.model, ledger=warm_sched.planner.ledger),
+            )
             fig["ours_warm"] = _summary(warm.polls, warm.lags)
             for name in ("ours_cold", "ours_warm"):
                 f = fig[name]

@@ -7,15 +7,15 @@ import random
 
 import pytest
 
-from relaydance_async._sansio.polling.timing import (
-    _APPROACH,
+from relaydance_async._sansio.polling.fit import (
     LogNormal,
     LogStats,
     PhaseFit,
-    TimingModel,
-    place_next,
+    cohort_drift,
+    prior_queue,
     prior_run,
 )
+from relaydance_async._sansio.polling.timing import TimingModel
 from relaydance_async.models import JobKind
 
 KIND = JobKind("m", "720p", 5)
@@ -78,26 +78,53 @@ def test_lognormal_cdf_and_ppf_are_inverse() -> None:
     assert dist.widened(30.0).sigma > dist.sigma
 
 
-def test_placement_skips_where_completion_is_improbable() -> None:
-    """Early in a long run the next poll jumps to where completion becomes likely."""
-    dist = LogNormal(math.log(300.0), 0.2)
-    gap = place_next(dist, 0.0, mass=0.08, min_gap=3.0, max_gap=8.0)
-    assert gap > 150.0
-    # The approach to the window is in smaller steps, so few early completions wait long.
-    assert dist.cdf(gap) == pytest.approx(0.08 * _APPROACH, rel=0.01)
-    nxt = place_next(dist, gap, mass=0.08, min_gap=3.0, max_gap=8.0)
-    assert dist.cdf(gap + nxt) == pytest.approx(0.16 * _APPROACH, rel=0.01)
-    assert _APPROACH < 0.5
+def test_spans_recover_a_law_polls_only_bracket() -> None:
+    """Durations seen only between two polls (every 30 s) still give their law, unbiased."""
+    rng = random.Random(1)
+    fit = PhaseFit(500)
+    for _ in range(500):
+        x = rng.lognormvariate(math.log(100.0), 0.2)
+        offset = rng.uniform(0.0, 30.0)
+        k = math.floor((x - offset) / 30.0)
+        fit.add_span(max(offset + 30.0 * k, 0.0), offset + 30.0 * (k + 1))
+    dist = fit.dist(8)
+    assert dist is not None
+    assert dist.median == pytest.approx(100.0, rel=0.05)
+    assert dist.sigma == pytest.approx(0.2, abs=0.04)
 
 
-def test_placement_is_dense_near_the_median_and_bounded_after() -> None:
-    """Near the median gaps are short; past it they never exceed ``max_gap``."""
-    dist = LogNormal(math.log(100.0), 0.2)
-    near = place_next(dist, 98.0, mass=0.07, min_gap=1.0, max_gap=8.0)
-    assert 1.0 <= near < 5.0
-    late = place_next(dist, 200.0, mass=0.07, min_gap=1.0, max_gap=8.0)
-    assert late == 8.0
-    assert place_next(dist, 99.9, mass=0.07, min_gap=6.0, max_gap=8.0) >= 6.0
+def test_spans_with_no_lower_end_do_not_run_off() -> None:
+    """A burst seen only as "done before the first poll" keeps a bounded, finite fit."""
+    fit = PhaseFit(500, prior_queue(1.0))
+    for _ in range(1000):
+        fit.add_span(0.0, 28.0)
+    dist = fit.dist(8)
+    assert dist is not None
+    assert dist.median < 28.0
+    assert dist.sigma <= 1.5
+
+
+def test_a_fast_provider_shows_in_every_kind() -> None:
+    """Runs of one kind ten times shorter than the prior: a never-seen kind starts faster."""
+    model = TimingModel(prior_scale=1.0)
+    seen, fresh = JobKind("a", "720p", 5), JobKind("b", "1080p", 10)
+    before = model.run(fresh)
+    assert before is not None
+    for _ in range(30):
+        model.observe_span(seen, "run", 5.5, 6.5)
+    after = model.run(fresh)
+    assert after is not None
+    assert model.speed[1] < -1.5
+    assert after.median < 0.3 * before.median
+
+
+def test_cohort_drift_measures_a_slowdown_from_unfinished_jobs() -> None:
+    """Latest jobs still running well past their kind's law: the drift says slower."""
+    law = LogNormal(math.log(100.0), 0.2)
+    cases = [(law, 150.0, 0.0, False) for _ in range(40)]
+    assert cohort_drift(cases) > 0.3
+    on_time = [(law, 95.0, 105.0, True) for _ in range(40)]
+    assert abs(cohort_drift(on_time)) < 0.05
 
 
 def test_model_round_trips_through_json_data() -> None:
@@ -165,7 +192,7 @@ def test_prior_grows_with_resolution_and_seconds() -> None:
     assert short.median < longer.median < bigger.median
     assert unsaid.median == pytest.approx(short.median)
     assert prior_run(KIND, scale=0.01).median == pytest.approx(0.01 * short.median)
-    assert short.sigma >= 0.5
+    assert short.sigma >= 0.4
 
 
 def test_model_with_a_prior_reports_a_kind_never_seen() -> None:

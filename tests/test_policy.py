@@ -17,8 +17,7 @@ def test_defaults_are_documented_values() -> None:
     assert policy.max_concurrent_polls == 64
     assert policy.webhook_first_poll == 900.0
     assert policy.prior_scale == 1.0
-    assert policy.queue_mass_per_poll == 0.5
-    assert policy.start_precision == 3.0
+    assert (policy.target_lag, policy.max_lag, policy.max_gap) == (2.5, 9.5, 60.0)
 
 
 def test_submitted_backoff_grows_to_its_cap() -> None:
@@ -72,7 +71,8 @@ def test_scaled_multiplies_durations_only() -> None:
     assert policy.max_wait == pytest.approx(36.0)
     assert policy.running_interval == pytest.approx(0.05)
     assert policy.min_samples == PollPolicy().min_samples
-    assert policy.mass_per_poll == PollPolicy().mass_per_poll
+    assert policy.target_lag == pytest.approx(0.025)
+    assert policy.max_lag == pytest.approx(0.095)
     assert attrs.evolve(PollPolicy(max_wait=None)).scaled(2.0).max_wait is None
     # The prior's time unit scales with the rest; no prior stays no prior.
     assert policy.prior_scale == pytest.approx(0.01)
@@ -88,10 +88,17 @@ def test_scaled_multiplies_durations_only() -> None:
         {"jitter": 1.0},
         {"max_concurrent_polls": 0},
         {"prior_scale": 0.0},
-        {"queue_mass_per_poll": 0.0},
+        {"target_lag": 0.0},
+        {"max_gap": -1.0},
     ],
 )
 def test_invalid_knobs_are_refused(field: dict[str, float]) -> None:
     """Nonsense settings raise ``ValueError`` when the policy is built."""
     with pytest.raises(ValueError, match=next(iter(field))):
         PollPolicy(**field)  # type: ignore[arg-type]
+
+
+def test_the_bound_cannot_be_below_the_target() -> None:
+    """``max_lag`` below ``target_lag`` is a promise that cannot be kept: refused, named."""
+    with pytest.raises(ValueError, match="max_lag must be >= target_lag"):
+        PollPolicy(target_lag=5.0, max_lag=2.0)

@@ -36,10 +36,9 @@ policy_strategy = st.builds(
     max_wait=st.sampled_from([600.0, 1800.0]),
     learn=st.booleans(),
     min_samples=st.integers(1, 5),
-    mass_per_poll=st.floats(0.01, 0.5),
-    min_interval=st.floats(0.5, 5.0),
-    max_interval=st.floats(0.5, 30.0),
-    max_jump=st.one_of(st.none(), st.floats(1.0, 60.0)),
+    target_lag=st.floats(0.5, 5.0),
+    max_lag=st.floats(5.0, 30.0),
+    max_gap=st.floats(5.0, 120.0),
     jitter=st.floats(0.0, 0.9),
     webhook_first_poll=st.floats(1.0, 1000.0),
 )

@@ -186,7 +186,7 @@ async def test_learned_timing_cuts_polls_on_repeated_kinds(
 ) -> None:
     """After a first wave of one kind, a second wave needs fewer polls per job."""
     kind = JobKind("m", "720p", 5)
-    policy = PollPolicy(jitter=0.0, min_samples=5, max_jump=None).scaled(0.01)
+    policy = PollPolicy(jitter=0.0, min_samples=5).scaled(0.01)
     scheduler = Scheduler(fake.fetch, policy, clock=clock)
     try:
 

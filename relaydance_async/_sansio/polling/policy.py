@@ -58,9 +58,9 @@ _DURATIONS = (
     "submitted_max",
     "running_interval",
     "running_max",
-    "min_interval",
-    "max_interval",
-    "max_jump",
+    "target_lag",
+    "max_lag",
+    "max_gap",
     "error_interval",
     "error_max",
     "webhook_first_poll",
@@ -110,31 +110,17 @@ class PollPolicy:
     """Effective memory of the timing model in jobs per kind (older jobs fade), 500; never shorter
     than the number of jobs of the kind once in flight at the same time (a batch ends in order of
     duration, so a shorter memory would keep only its longest jobs)."""
-    mass_per_poll: float = attrs.field(default=0.07, validator=_positive)
-    """Learned mode: probability that a job completes between two polls, at most, 0.07. Smaller
-    means more polls and lower detection lag."""
-    min_interval: float = attrs.field(default=2.5, validator=_non_negative)
-    """Learned mode: shortest delay between two polls of one job, 2.5 s."""
-    max_interval: float = attrs.field(default=8.0, validator=_positive)
-    """Learned mode: longest delay once a job is past its median predicted end (bounds the lag of
-    late jobs), 8 s."""
-    max_jump: float | None = attrs.field(default=60.0, validator=_max_wait)
-    """Learned mode: longest delay between two polls of a running job anywhere, even where
-    success is improbable, 60 s. Failures come at any moment of a run, so this bounds how late a
-    mid-run failure is seen; ``None`` lets early polls jump straight to where success is likely
-    (fewest polls, slow to see failures)."""
-    queue_mass_per_poll: float = attrs.field(default=0.5, validator=_positive)
-    """Learned mode: probability that a queued job starts running between two polls, at most,
-    0.5. The queue matters only for when the run starts, so it is polled sparsely."""
-    start_precision: float = attrs.field(default=3.0, validator=_positive)
-    """Learned mode: queued jobs are polled at least every ``start_precision`` times the spread
-    (standard deviation) of their kind's run time, so the run's start is known well enough, 3.0.
-    They are also polled before the earliest 2 % of their kind's runs could have ended."""
+    target_lag: float = attrs.field(default=2.5, validator=_positive)
+    """Learned mode, the promise: median detection lag (from a job's end to the moment its
+    waiter learns it) at most this, 2.5 s (the docs' 5 s loop's median)."""
+    max_lag: float = attrs.field(default=9.5, validator=_positive)
+    """Learned mode, the promise: 95th percentile of detection lag at most this, 9.5 s (twice the
+    docs' loop's). Must be at least ``target_lag``."""
+    max_gap: float = attrs.field(default=60.0, validator=_positive)
+    """Learned mode: longest delay between two polls of a job anywhere, 60 s, even where its end
+    is improbable (a failure can come at any moment of a run)."""
     use_progress: bool = True
     """Extrapolate the end from ``Task.progress`` when the server sends it."""
-    progress_mass_per_poll: float = attrs.field(default=0.35, validator=_positive)
-    """Learned mode with a progress-based estimate: as ``mass_per_poll``, 0.35. The estimate's
-    window is narrow, so the same lag needs a larger share of it per gap."""
     progress_error: float = attrs.field(default=0.1, validator=_fraction)
     """Relative error of a progress-based end estimate (the gateway's hints are within 10 %)."""
     error_interval: float = attrs.field(default=2.0, validator=_positive)
@@ -152,6 +138,13 @@ class PollPolicy:
     """Webhook jobs: delay between later safety-net polls, 5 min."""
     max_concurrent_polls: int = attrs.field(default=64, validator=_at_least_one)
     """Polls in flight at once (the client's request budget caps all requests as well), 64."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_lag < self.target_lag:
+            raise ValueError(
+                f"max_lag must be >= target_lag, got max_lag={self.max_lag!r} < "
+                f"target_lag={self.target_lag!r}"
+            )
 
     @classmethod
     def fixed(cls, interval: float, *, first: float = 0.0, jitter: float = 0.0) -> PollPolicy:

@@ -1,0 +1,242 @@
+"""The promise's multipliers: ``λ`` and ``μ`` held so that the plan keeps the lag promise (pure).
+
+Each kind's plan is walked on its model (``walk``): the expected polls per job and the
+probabilities that a job's lag exceeds the target and the bound. ``LagLedger`` pools the walks
+by how many jobs of each kind are watched and moves each multiplier one step towards its aim
+(the promise's 0.5 and 0.05, less a margin). A walk is an approximation of the plan and a model
+can be wrong, so detected jobs also tell what their lag probably was, and the gap between those
+seen shares and the walks', per kind, corrects the walks: a model wrong about its own jobs
+cannot talk the plan out of polling.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+
+from relaydance_async._sansio.polling.fit import LogNormal
+from relaydance_async._sansio.polling.promise import (
+    GapChoice,
+    Remaining,
+    choose_gap,
+    queued_remaining,
+)
+
+__all__ = ["LagLedger", "Walk", "walk"]
+
+STEP = 0.3
+"""Log-step of a multiplier per refresh, per unit of relative error of its share."""
+
+
+class Walk:
+    """What the plan gives one kind, as its model sees it.
+
+    Expected polls per job, and the probabilities that a job's lag exceeds the target and the
+    bound.
+
+    A job is followed as the scheduler follows it: queued, each gap placed on the rest of its
+    queue plus its run (``queued_remaining``), gaps no longer than ``start_cap``; the run starts
+    in one of those gaps, is seen at its end, and from there each gap is placed on the run's
+    law widened by the gap its start fell in, exactly as ``Schedule`` places them. Expected
+    values are carried along every branch; nothing is sampled.
+    """
+
+    __slots__ = ("lam", "mu", "over_b", "over_t", "polls")
+
+    def __init__(self, polls: float, over_t: float, over_b: float, lam: float, mu: float) -> None:
+        self.polls = polls
+        self.over_t = over_t
+        self.over_b = over_b
+        self.lam = lam
+        self.mu = mu
+
+
+def walk(
+    queue: LogNormal,
+    run: LogNormal,
+    hazard: float,
+    *,
+    target: float,
+    bound: float,
+    cap: float,
+    start_cap: float,
+    lam: float,
+    mu: float,
+) -> Walk:
+    """Follow one kind's plan on its model (see ``Walk``)."""
+    polls = over_t = over_b = 0.0
+    queued = 1.0
+    t = 0.0
+    runs: dict[int, tuple[float, float, float]] = {}
+    q_cap = min(cap, max(bound, start_cap))
+    for _ in range(_MAX_STEPS):
+        if queued < _NEGLIGIBLE:
+            break
+        rem = queued_remaining(queue, run, t, hazard)
+        choice = choose_gap(rem, target=target, bound=bound, cap=q_cap, lam=lam, mu=mu)
+        g = choice.gap
+        polls += queued * (1.0 - choice.p_end)
+        over_t += queued * choice.p_target
+        over_b += queued * choice.p_bound
+        f0 = queue.cdf(t)
+        started = (queue.cdf(t + g) - f0) / (1.0 - f0) if f0 < 1.0 else 1.0
+        running = max(0.0, started - choice.p_end)
+        if running > 0.0:
+            key = round(math.log(g) * 20.0)
+            if key not in runs:
+                runs[key] = _run_walk(run, hazard, g, target, bound, cap, lam, mu)
+            p, ot, ob = runs[key]
+            polls += queued * running * p
+            over_t += queued * running * ot
+            over_b += queued * running * ob
+        queued *= 1.0 - started
+        t += g
+    return Walk(polls, over_t, over_b, lam, mu)
+
+
+def _run_walk(
+    run: LogNormal,
+    hazard: float,
+    width: float,
+    target: float,
+    bound: float,
+    cap: float,
+    lam: float,
+    mu: float,
+) -> tuple[float, float, float]:
+    """Expected polls and lag shares of a run seen running first after a gap of ``width``."""
+    dist = run.widened(width / math.sqrt(12.0))
+    elapsed = 0.5 * width
+    alive = 1.0
+    polls = over_t = over_b = 0.0
+    for _ in range(_MAX_STEPS):
+        rem = Remaining(dist, elapsed, hazard)
+        if rem.late or alive < _NEGLIGIBLE:
+            # The model's tail: a few bound-long gaps, each paying the target.
+            polls += alive * 2.0
+            over_t += alive * (bound - target) / bound
+            break
+        choice = choose_gap(rem, target=target, bound=bound, cap=cap, lam=lam, mu=mu)
+        polls += alive * (1.0 - choice.p_end)
+        over_t += alive * choice.p_target
+        over_b += alive * choice.p_bound
+        alive *= 1.0 - choice.p_end
+        elapsed += choice.gap
+    return polls, over_t, over_b
+
+
+_MAX_STEPS = 200
+_NEGLIGIBLE = 1e-3
+
+
+class LagLedger:
+    """The multipliers ``λ`` and ``μ``, set so that the plan keeps the promise.
+
+    ``refresh`` pools each kind's ``Walk`` (what its model expects of the plan) by how many jobs
+    of the kind are watched, and moves each multiplier one step towards its aim (0.5 and 0.05,
+    less ``margin``): up while the share is above, down while below, multiplicatively (they span
+    orders of magnitude between a narrow workload and a wide one).
+
+    A walk is an approximation of the plan and a model can be wrong, so each detected job also
+    tells what its lag probably was (``detected``), and the gap between those seen shares and
+    the walk's, per kind, corrects the walk: a model wrong about its own jobs cannot talk the
+    plan out of polling. Per kind, because a burst is detected short kinds first.
+
+    Args:
+        lam: Starting ``λ``.
+        mu: Starting ``μ``.
+        margin: How far inside the promise to aim (relative: 0.05 aims at 0.475 and 0.0475).
+        window: Memory of the correction, in detected jobs per kind.
+    """
+
+    __slots__ = (
+        "_bias",
+        "aim_b",
+        "aim_t",
+        "lam",
+        "mu",
+        "polls",
+        "share_b",
+        "share_t",
+        "walks",
+        "window",
+    )
+
+    def __init__(
+        self, lam: float = 8.0, mu: float = 25.0, *, margin: float = 0.2, window: int = 300
+    ) -> None:
+        self.lam = lam
+        self.mu = mu
+        self.aim_t = 0.5 * (1.0 - margin)
+        self.aim_b = 0.05 * (1.0 - margin)
+        self.share_t = math.nan
+        self.share_b = math.nan
+        """The shares expected of the plan at the last refresh (walks, corrected)."""
+        self.polls = math.nan
+        self.window = window
+        self.walks: dict[Hashable, Walk] = {}
+        """Each kind's latest walk."""
+        self._bias: dict[Hashable, list[float]] = {}
+        """Per kind: detected jobs, and the mean excess of their seen shares over the walk's."""
+
+    def detected(
+        self,
+        kind: Hashable,
+        gap: float,
+        target: float,
+        bound: float,
+        choice: GapChoice | None = None,
+    ) -> None:
+        """A job of ``kind`` was detected at the end of a ``gap``-second gap placed as ``choice``.
+
+        Given that it ended in the gap, its lag was over the target with probability
+        ``p_target / p_end`` of the placement; where the model gave the gap little mass (a
+        failure, a late job) the end is taken as uniform in the gap instead.
+        """
+        known = self.walks.get(kind)
+        if known is None or not gap > 0.0:
+            return
+        over_t = max(0.0, gap - target) / gap
+        over_b = max(0.0, gap - bound) / gap
+        bias = self._bias.get(kind)
+        if bias is None:
+            bias = self._bias[kind] = [0.0, 0.0, 0.0]
+        bias[0] += 1.0
+        w = 1.0 / min(bias[0], self.window)
+        bias[1] += w * (over_t - known.over_t - bias[1])
+        bias[2] += w * (over_b - known.over_b - bias[2])
+
+    def refresh(self, walks: list[tuple[Hashable, float, Walk]]) -> None:
+        """Move the multipliers one step towards the promise.
+
+        Args:
+            walks: Each kind, its weight (how many of its jobs are watched) and latest walk.
+        """
+        total = polls = st = sb = 0.0
+        for kind, weight, known in walks:
+            self.walks[kind] = known
+            ot, ob = known.over_t, known.over_b
+            bias = self._bias.get(kind)
+            if bias is not None and bias[0] >= _TRUST_SEEN:
+                ot = max(0.0, ot + max(-0.2, min(0.3, bias[1])))
+                ob = max(0.0, ob + max(-0.03, min(0.1, bias[2])))
+            total += weight
+            polls += weight * known.polls
+            st += weight * ot
+            sb += weight * ob
+        if total <= 0.0:
+            return
+        self.polls, self.share_t, self.share_b = polls / total, st / total, sb / total
+        self.lam = _nudge(self.lam, self.share_t, self.aim_t)
+        self.mu = _nudge(self.mu, self.share_b, self.aim_b)
+
+
+_TRUST_SEEN = 30
+"""Detected jobs of a kind needed before their shares correct its walk."""
+
+
+def _nudge(value: float, share: float, aim: float) -> float:
+    # Shares fall as their multiplier grows, roughly as a power: a log-space step on the
+    # relative error converges in a few refreshes without overshooting wildly.
+    err = max(-1.0, min(1.0, (share - aim) / aim))
+    return min(max(value * math.exp(STEP * err), 0.01), 1e4)

@@ -1,0 +1,411 @@
+"""Where each poll goes and what each answer teaches: the lag promise's planner (pure).
+
+``Schedule`` keeps the heap and each job's life; for every next-poll decision and every answer
+it asks the planner, which holds the timing model and the promise's multipliers:
+
+* **Placement** (``placed_delay``): the job's remaining time as its model predicts it (queued:
+  the rest of its queue plus its run; running: its run, widened by how well its start is known,
+  narrowed by progress hints) goes to ``promise.choose_gap`` with the kind's multipliers.
+* **The promise's multipliers** (``ledger.py``): every ``REFRESH_EVERY`` placements, one kind's
+  plan is walked on its model and the multipliers move one step towards the promise.
+* **Learning**: each status change and end becomes a span of the kind's queue or run time
+  (``TimingModel.observe_span``), each job still in a phase a censored point; every
+  ``_DRIFT_EVERY`` answers the latest cohort of jobs measures the provider's drift.
+* **Cold start**: while nothing has finished, the first ``_PROBES`` jobs look early and
+  double their gaps; when their answers show a provider much faster than guessed, every waiting
+  job is planned again (``replan_if_faster``).
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import Iterable
+
+from relaydance_async._sansio.polling.entry import Entry, Phase
+from relaydance_async._sansio.polling.fit import LogNormal, cohort_drift
+from relaydance_async._sansio.polling.ledger import LagLedger, Walk, walk
+from relaydance_async._sansio.polling.policy import PollPolicy
+from relaydance_async._sansio.polling.promise import Remaining, choose_gap, queued_remaining
+from relaydance_async._sansio.polling.timing import TimingModel
+from relaydance_async.models import JobKind, TaskStatus
+
+__all__ = ["Planner"]
+
+_KIND_MEMORY = 0.998
+"""Decay per tracked job of the kind counts the promise is pooled over (about 500 jobs)."""
+REFRESH_EVERY = 100
+"""Placements between two refreshes of the promise's multipliers."""
+_START_PRECISION = 2.0
+_EDGE = 0.03
+"""A queued job may jump as far as this quantile of its end (a short job's whole life)."""
+_COHORT = 150
+"""Latest jobs submitted that the provider's drift is measured on."""
+_DRIFT_EVERY = 50
+"""Answers between two measures of the drift."""
+_PROBES = 16
+"""Jobs that look early (``_PROBE`` after their submit) while nothing has finished."""
+_PROBE = 0.5
+_REPLAN = math.log(2.0)
+"""A change of the provider's speed by this log-factor re-plans every waiting job."""
+_SHORT = 0.5
+"""A job much shorter than the promise is watched in proportion to its length: its lag target
+is at most this share of its kind's median duration."""
+_FLOOR = 0.1
+"""Shortest gap between two polls of one job, seconds."""
+"""A queued job is polled at least every this many standard deviations of its kind's run time
+(and every ``max_lag``), so that the run's start is known well enough to place its end."""
+
+
+class Planner:
+    """The lag promise's decisions and the learning behind them, for one ``Schedule`` (pure).
+
+    Args:
+        policy: How polls are spaced (its promise: ``target_lag``, ``max_lag``, ``max_gap``).
+        model: The timing model to learn into and place polls by.
+        ledger: The promise's multipliers to start from; fresh ones if omitted.
+    """
+
+    def __init__(
+        self, policy: PollPolicy, model: TimingModel, ledger: LagLedger | None = None
+    ) -> None:
+        self.policy = policy
+        self.model = model
+        self.ledger = ledger or LagLedger()
+        """The promise's multipliers, held to it by walks of the plan and detected jobs."""
+        self._decisions = 0
+        self._next_refresh = 0
+        self._turn = 0
+        self._probes = 0
+        self._cohort: collections.deque[Entry] = collections.deque()
+        """The latest jobs submitted: what the provider's drift is measured on."""
+        self._answers = 0
+        self._planned_speed = min(model.speed)
+        """The provider's speed (log-factor) the waiting jobs were last planned with."""
+        self._walks: dict[JobKind, Walk] = {}
+        self._recent: dict[JobKind, float] = {}
+        """Jobs of each kind tracked lately (decayed): what the promise is pooled over."""
+
+    def track(self, entry: Entry, known_submit: bool) -> None:
+        """A job starts being watched: count its kind, and add it to the latest cohort."""
+        kind = entry.kind
+        if kind is None or not self.policy.learn:
+            return
+        if known_submit:
+            cohort = self._cohort
+            cohort.append(entry)
+            # The latest _COHORT jobs, and every job submitted with them (a burst is one
+            # cohort: its last jobs are no later than its first, and may be no like them).
+            while (
+                len(cohort) > _COHORT
+                and cohort[0].submitted_at < cohort[-_COHORT].submitted_at - 1.0
+            ):
+                cohort.popleft()
+        recent = self._recent
+        for k in recent:
+            recent[k] *= _KIND_MEMORY
+        recent[kind] = recent.get(kind, 0.0) + 1.0
+
+    def detected(self, entry: Entry, at: float) -> None:
+        """A job was seen final at a poll sent at ``at``: its last gap tells its likely lag."""
+        if entry.placed and not entry.webhook:
+            self.ledger.detected(
+                entry.kind, at - entry.last_poll, self.policy.target_lag, self.policy.max_lag
+            )
+
+    def censor(self, entry: Entry, run: bool, elapsed: float) -> None:
+        """Tell the model the job is still in its phase after ``elapsed`` (NaN: no longer)."""
+        kind = entry.kind
+        if kind is None or not self.policy.learn:
+            return
+        old = entry.censor_at
+        if math.isnan(old) and not elapsed > 0.0:
+            return
+        if not math.isnan(old) and entry.censor_run is not run:
+            self.model.censor(kind, "run" if entry.censor_run else "queue", old, None)
+            old = math.nan
+        new = elapsed if elapsed > 0.0 else None
+        entry.censor_at = elapsed if new is not None else math.nan
+        entry.censor_run = run
+        if new is None and math.isnan(old):
+            return
+        self.model.censor(kind, "run" if run else "queue", None if math.isnan(old) else old, new)
+
+    def transition(self, entry: Entry, at: float, previous: TaskStatus, status: TaskStatus) -> None:
+        """Record a change of status seen at ``at`` (a run's start lies in the last gap)."""
+        entry.n = 0
+        if status is TaskStatus.RUNNING and previous in (TaskStatus.SUBMITTED, TaskStatus.UNKNOWN):
+            entry.run_lo = entry.last_poll if previous is TaskStatus.SUBMITTED else math.nan
+            entry.run_hi = at
+            if (
+                self.policy.learn
+                and entry.kind is not None
+                and previous is TaskStatus.SUBMITTED
+                and not math.isnan(entry.submitted_at)
+            ):
+                lo, hi = entry.last_poll - entry.submitted_at, at - entry.submitted_at
+                entry.qspan = (lo, hi)
+                self.model.observe_span(entry.kind, "queue", lo, hi)
+        entry.status = status
+
+    def learn_end(self, entry: Entry, at: float, status: TaskStatus) -> None:
+        """Learn what a job's end shows (its run, or its queue and run if never seen running)."""
+        if self.policy.learn and entry.status is TaskStatus.RUNNING:
+            self.model.observe_outcome(status is not TaskStatus.SUCCEEDED)
+        if (
+            self.policy.learn
+            and entry.kind is not None
+            and status is TaskStatus.SUCCEEDED
+            and entry.status is TaskStatus.SUBMITTED
+            and not math.isnan(entry.submitted_at)
+        ):
+            # Queued at the last poll, done at this one: the whole run fit in the gap, and the
+            # queue ended in it. A long first gap must not leave a short kind unlearned.
+            since = entry.last_poll - entry.submitted_at
+            # The run lasted less than the gap: take it as no less than a tenth of it (an open
+            # span, repeated over a burst, would let the fit run off to zero).
+            gap = at - entry.last_poll
+            entry.qspan = (since, at - entry.submitted_at)
+            entry.rspan = (0.1 * gap, gap)
+            self.model.observe_span(entry.kind, "run", *entry.rspan)
+            self.model.observe_span(entry.kind, "queue", *entry.qspan)
+            return
+        if (
+            not self.policy.learn
+            or entry.kind is None
+            or status is not TaskStatus.SUCCEEDED
+            or entry.status is not TaskStatus.RUNNING
+            or math.isnan(entry.run_lo)
+        ):
+            return
+        entry.rspan = (entry.last_poll - entry.run_hi, at - entry.run_lo)
+        self.model.observe_span(entry.kind, "run", *entry.rspan)
+
+    def first_delay(self, entry: Entry) -> float | None:
+        """Seconds from submit to a new job's first poll, or None (plain backoff's)."""
+        placed = self.placed_delay(entry, entry.submitted_at, None) if self.policy.learn else None
+        entry.placed = placed is not None
+        if placed is None:
+            return None
+        if self.model.finished == 0 and self._probes < _PROBES:
+            # Nothing has finished yet, so the provider's speed is a guess (an emulator may be
+            # a hundred times faster than any real model): the first few jobs look early, and
+            # what they see moves every other job's plan (``_replan``).
+            self._probes += 1
+            entry.placed = False
+            entry.probe = True
+            return min(placed, _PROBE)
+        return placed
+
+    def next_delay(self, entry: Entry, at: float, progress: float | None) -> float | None:
+        """Seconds to the next poll of a job last seen (not final) at ``at``.
+
+        None means plain backoff's (no learning, no kind, or nothing placed yet).
+        """
+        policy = self.policy
+        if not (policy.learn or policy.use_progress):
+            entry.placed = False
+            return None
+        placed = self.placed_delay(entry, at, progress)
+        entry.placed = placed is not None
+        if placed is not None and entry.probe:
+            if self.model.finished_runs == 0 and not math.isnan(entry.submitted_at):
+                # Still no run has ended anywhere: look again after as long as it has lasted
+                # so far (a doubling ramp), so that a fast provider shows at once.
+                entry.placed = False
+                return min(placed, max(_PROBE, at - entry.submitted_at))
+            entry.probe = False
+        return placed
+
+    def placed_delay(self, entry: Entry, at: float, progress: float | None) -> float | None:
+        """The delay that keeps the lag promise at the fewest polls (``promise.py``), or None.
+
+        None means: fall back on plain backoff.
+        """
+        policy = self.policy
+        run = self.model.run(entry.kind) if policy.learn else None
+        queue = self.model.queue(entry.kind) if policy.learn else None
+        target, bound, cap = policy.target_lag, policy.max_lag, policy.max_gap
+        if run is not None and queue is not None:
+            # The promise in proportion to the job: a 1 s job is not left waiting 2.5 s.
+            short = _SHORT * (queue.median + run.median) / target
+            if short < 1.0:
+                short = max(short, _FLOOR / target)
+                target, bound, cap = target * short, bound * short, cap * short
+        if entry.status is TaskStatus.SUBMITTED:
+            if run is None or queue is None or math.isnan(entry.submitted_at):
+                return None
+            rem = queued_remaining(queue, run, at - entry.submitted_at, self._hazard(run))
+            # Queued, the end is far and wide; but when the run starts must be known well
+            # enough to place the run's polls: no gap longer than the run's own spread.
+            # Unless the whole job is that short: then straight to where it may end.
+            cap = min(cap, max(bound, _START_PRECISION * run.sd, rem.quantile(_EDGE)))
+        else:
+            if entry.status is not TaskStatus.RUNNING or math.isnan(entry.run_hi):
+                return None
+            lo = entry.run_lo if not math.isnan(entry.run_lo) else entry.submitted_at
+            if math.isnan(lo):
+                return None
+            start = 0.5 * (lo + entry.run_hi)
+            width = entry.run_hi - lo
+            elapsed = at - start
+            # The run's start is known only to within the gap around it: widen the prediction.
+            dist = run.widened(width / math.sqrt(12.0)) if run is not None else None
+            if policy.use_progress and progress is not None:
+                estimate = self._with_progress(entry, dist, at, elapsed, width, progress)
+                if estimate is not None:
+                    dist = estimate
+            if dist is None:
+                return None
+            rem = Remaining(dist, elapsed, self._hazard(run or dist))
+            if rem.late:
+                # Outlived its prediction: the model is off for this job. Expect it to last about
+                # half again what it has, widely, and let the promise's costs place the polls.
+                rem = Remaining(LogNormal(math.log(max(0.5 * elapsed, target)), 1.0), 0.0)
+        ledger = self.ledger
+        self._decisions += 1
+        if self._decisions >= self._next_refresh:
+            self._refresh()
+        choice = choose_gap(
+            rem, target=target, bound=bound, cap=max(cap, target), lam=ledger.lam, mu=ledger.mu
+        )
+        entry.choice = choice
+        return choice.gap
+
+    def tick(self, now: float) -> None:
+        """Count an answer (every ``_DRIFT_EVERY``, the provider's drift is measured again)."""
+        if self.policy.learn:
+            self._answers += 1
+            if self._answers % _DRIFT_EVERY == 0:
+                self._measure_drift(now)
+
+    def _measure_drift(self, now: float) -> None:
+        """Measure the provider's drift on the latest jobs submitted (``cohort_drift``)."""
+        model = self.model
+        queue: list[tuple[LogNormal, float, float, bool]] = []
+        run: list[tuple[LogNormal, float, float, bool]] = []
+        cohort = self._cohort
+        # A cohort as large as a burst is measured on an even sample of it (bounded work).
+        stride = len(cohort) // _COHORT + 1
+        for i in range(len(cohort) - 1, -1, -stride):
+            e = cohort[i]
+            kind = e.kind
+            if kind is None:
+                continue
+            law = model.law(kind, "queue")
+            if law is not None:
+                if e.qspan is not None:
+                    queue.append((law, e.qspan[0], e.qspan[1], True))
+                elif e.status is TaskStatus.SUBMITTED and e.phase is not Phase.DONE:
+                    queue.append((law, now - e.submitted_at, 0.0, False))
+            law = model.law(kind, "run")
+            if law is not None:
+                if e.rspan is not None:
+                    run.append((law, e.rspan[0], e.rspan[1], True))
+                elif (
+                    e.status is TaskStatus.RUNNING
+                    and e.phase is not Phase.DONE
+                    and not math.isnan(e.run_lo)
+                ):
+                    run.append((law, now - 0.5 * (e.run_lo + e.run_hi), 0.0, False))
+        drifts = model.drifts
+        drifts[0] = cohort_drift(queue, drifts[0]) if queue else 0.0
+        drifts[1] = cohort_drift(run, drifts[1]) if run else 0.0
+
+    def replan_if_faster(self, now: float, waiting: Iterable[Entry]) -> list[tuple[Entry, float]]:
+        """Pull every waiting job's next poll earlier if the provider proved much faster.
+
+        A first burst is planned on a guess of the provider's speed; when its first answers
+        show jobs end far sooner (an emulator, a fast model), the polls already planned would
+        come late for all of them. This happens a handful of times at most (each time the
+        speed halves), and costs one pass over the waiting jobs.
+
+        Returns:
+            The jobs to move and their new due times.
+        """
+        speed = min(self.model.speed)
+        if not self.policy.learn or speed > self._planned_speed - _REPLAN:
+            return []
+        self._planned_speed = speed
+        moves = []
+        for entry in waiting:
+            if entry.webhook:
+                continue
+            base = entry.last_poll if not math.isnan(entry.last_poll) else now
+            gap = self.placed_delay(entry, base, None)
+            if gap is not None and base + gap < entry.due:
+                entry.placed = True
+                moves.append((entry, max(now, base + gap)))
+        return moves
+
+    def _refresh(self) -> None:
+        """Re-walk one kind's plan, and move the promise's multipliers one step.
+
+        Kinds are walked in turn (each walk costs a millisecond or two); the multipliers move on
+        every kind's latest walk.
+        """
+        policy = self.policy
+        kinds = [k for k in self._recent if self._recent[k] > 0.01]
+        self._next_refresh = self._decisions + REFRESH_EVERY
+        if not kinds:
+            return
+        self._turn = (self._turn + 1) % len(kinds)
+        ledger = self.ledger
+        for i, kind in enumerate(kinds):
+            known = self._walks.get(kind)
+            # The chosen kind, and any walked at multipliers far from today's, are walked again.
+            stale = known is None or abs(math.log(known.lam / ledger.lam)) > 0.5
+            if i != self._turn and not stale:
+                continue
+            q, r = self.model.queue(kind), self.model.run(kind)
+            if q is None or r is None:
+                continue
+            self._walks[kind] = walk(
+                q,
+                r,
+                self._hazard(r),
+                target=policy.target_lag,
+                bound=policy.max_lag,
+                cap=policy.max_gap,
+                start_cap=_START_PRECISION * r.sd,
+                lam=ledger.lam,
+                mu=ledger.mu,
+            )
+        ledger.refresh([(k, self._recent[k], self._walks[k]) for k in kinds if k in self._walks])
+
+    def _hazard(self, run: LogNormal) -> float:
+        """Per-second rate of a failure mid-run: failures come uniformly over a run."""
+        return self.model.failure_share / run.median
+
+    def _with_progress(
+        self,
+        entry: Entry,
+        prior: LogNormal | None,
+        at: float,
+        elapsed: float,
+        width: float,
+        progress: float,
+    ) -> LogNormal | None:
+        """The run's duration predicted from progress hints (blended with ``prior``), or None."""
+        if not 0.0 < progress < 100.0:
+            return None
+        # Two readings give the rate without needing the run's exact start; one reading needs
+        # the start, known only to within ``width``.
+        step = progress - entry.progress0
+        if step >= 5.0 and at > entry.progress_t0:
+            total = elapsed + (100.0 - progress) * (at - entry.progress_t0) / step
+            quantum = 1.0 / step
+        elif progress >= 20.0 and elapsed > 0.0:
+            total = elapsed * 100.0 / progress
+            quantum = width / elapsed
+        else:
+            return None
+        if not total > elapsed:
+            return None
+        sigma2 = self.policy.progress_error**2 / 3.0 + quantum * quantum / 3.0
+        if prior is None:
+            return LogNormal(math.log(total), math.sqrt(sigma2))
+        # Precision-weighted blend of the learned prior and the progress estimate (log space).
+        wp, wq = 1.0 / (prior.sigma * prior.sigma), 1.0 / sigma2
+        mu = (prior.mu * wp + math.log(total) * wq) / (wp + wq)
+        return LogNormal(mu, math.sqrt(1.0 / (wp + wq)))

@@ -1,0 +1,123 @@
+"""Property tests of the lag promise's decision and of the plan it makes (pure).
+
+The plan never breaks its own bound: whatever the model, the gap it picks is within its limits,
+the lag-breaking probabilities it reports are those of its own remaining-time law, and with a
+prohibitive price on a late detection it never leaves a job's likely end uncovered.
+"""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from relaydance_async._sansio.polling.fit import LogNormal
+from relaydance_async._sansio.polling.ledger import LagLedger, walk
+from relaydance_async._sansio.polling.promise import Remaining, choose_gap, queued_remaining
+
+medians = st.floats(0.5, 2000.0)
+sigmas = st.floats(0.05, 1.5)
+elapsed = st.floats(0.0, 3000.0)
+prices = st.floats(0.01, 1e4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(medians, sigmas, elapsed, st.floats(0.0, 0.01))
+def test_remaining_is_a_distribution(median: float, sigma: float, t: float, hazard: float) -> None:
+    """``m`` grows from 0 to at most 1; ``covered`` never exceeds the gap nor the gap's share."""
+    rem = Remaining(LogNormal(math.log(median), sigma), t, hazard)
+    last = 0.0
+    for x in (0.0, 0.1, 1.0, 5.0, 30.0, 300.0, 3000.0):
+        m = rem.m(x)
+        assert 0.0 <= m <= 1.0
+        assert m >= last - 1e-12
+        last = m
+        m2, covered = rem.m_and_covered(x)
+        assert math.isclose(m2, m, abs_tol=1e-9)
+        assert 0.0 <= covered <= x + 1e-9
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    medians,
+    sigmas,
+    elapsed,
+    st.floats(0.1, 10.0),
+    st.floats(1.0, 4.0),
+    st.floats(10.0, 120.0),
+    prices,
+    prices,
+)
+def test_the_gap_keeps_its_limits_and_reports_its_own_law(
+    median: float,
+    sigma: float,
+    t: float,
+    target: float,
+    factor: float,
+    cap: float,
+    lam: float,
+    mu: float,
+) -> None:
+    """The gap is within [target, cap]; its probabilities are the remaining law's own."""
+    bound = target * factor
+    rem = Remaining(LogNormal(math.log(median), sigma), t, 0.001)
+    choice = choose_gap(rem, target=target, bound=bound, cap=max(cap, target), lam=lam, mu=mu)
+    assert target - 1e-9 <= choice.gap <= max(cap, target) + 1e-9
+    assert math.isclose(choice.p_end, rem.m(choice.gap), abs_tol=1e-9)
+    assert 0.0 <= choice.p_bound <= choice.p_target + 1e-12 <= choice.p_end + 1e-9
+    if choice.gap <= target:
+        assert choice.p_target == 0.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(medians, st.floats(0.05, 0.8), st.floats(0.0, 0.9))
+def test_a_prohibitive_bound_is_never_broken(median: float, sigma: float, where: float) -> None:
+    """With a lag beyond the bound priced at 10,000 polls, no gap risks more than a trace of it."""
+    dist = LogNormal(math.log(median), sigma)
+    rem = Remaining(dist, dist.ppf(where) if where > 0 else 0.0)
+    choice = choose_gap(rem, target=2.5, bound=9.5, cap=60.0, lam=1.0, mu=1e4)
+    assert choice.p_bound <= 1e-3
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(2.0, 30.0), st.floats(0.2, 1.0), st.floats(10.0, 400.0), st.floats(0.1, 0.7))
+def test_the_walk_reports_shares_and_polls_it_can_have(
+    queue_median: float, queue_sigma: float, run_median: float, run_sigma: float
+) -> None:
+    """A kind's walked plan keeps to what a plan can have.
+
+    Shares are probabilities, the bound's within the target's, and at least one poll per job
+    (the one that sees it end).
+    """
+    queue = LogNormal(math.log(queue_median), queue_sigma)
+    run = LogNormal(math.log(run_median), run_sigma)
+    plan = walk(
+        queue, run, 0.05 / run_median,
+        target=2.5, bound=9.5, cap=60.0, start_cap=2.0 * run.sd, lam=8.0, mu=25.0,
+    )  # fmt: skip
+    assert 0.0 <= plan.over_b <= plan.over_t + 1e-9 <= 1.0 + 1e-9
+    assert plan.polls >= 0.99
+
+
+def test_queued_remaining_adds_the_rest_of_the_queue_to_the_run() -> None:
+    """Queued for longer than usual, the job still has its whole run ahead: no earlier end."""
+    queue, run = LogNormal(math.log(8.0), 0.8), LogNormal(math.log(100.0), 0.2)
+    fresh = queued_remaining(queue, run, 0.0)
+    late = queued_remaining(queue, run, 60.0)
+    assert fresh.quantile(0.5) > 90.0
+    assert late.quantile(0.02) > 60.0
+
+
+def test_the_ledger_raises_its_prices_when_the_plan_breaks_the_promise() -> None:
+    """Walks that break the promise push both prices up; walks well inside let them fall."""
+    from relaydance_async._sansio.polling.ledger import Walk
+
+    ledger = LagLedger(lam=8.0, mu=25.0)
+    ledger.refresh([("k", 1.0, Walk(5.0, 0.9, 0.2, 8.0, 25.0))])
+    assert ledger.lam > 8.0
+    assert ledger.mu > 25.0
+    ledger = LagLedger(lam=8.0, mu=25.0)
+    ledger.refresh([("k", 1.0, Walk(5.0, 0.1, 0.001, 8.0, 25.0))])
+    assert ledger.lam < 8.0
+    assert ledger.mu < 25.0
