@@ -37,6 +37,8 @@ _KIND_MEMORY = 0.998
 REFRESH_EVERY = 100
 """Placements between two refreshes of the promise's multipliers."""
 _START_PRECISION = 2.0
+"""A queued job is polled at least every this many standard deviations of its kind's run time
+(and every ``max_lag``), so that the run's start is known well enough to place its end."""
 _EDGE = 0.03
 """A queued job may jump as far as this quantile of its end (a short job's whole life)."""
 _COHORT = 150
@@ -46,6 +48,7 @@ _DRIFT_EVERY = 50
 _PROBES = 16
 """Jobs that look early (``_PROBE`` after their submit) while nothing has finished."""
 _PROBE = 0.5
+"""Seconds from submit to a probing job's first poll (then doubling while nothing finished)."""
 _REPLAN = math.log(2.0)
 """A change of the provider's speed by this log-factor re-plans every waiting job."""
 _SHORT = 0.5
@@ -53,8 +56,6 @@ _SHORT = 0.5
 is at most this share of its kind's median duration."""
 _FLOOR = 0.1
 """Shortest gap between two polls of one job, seconds."""
-"""A queued job is polled at least every this many standard deviations of its kind's run time
-(and every ``max_lag``), so that the run's start is known well enough to place its end."""
 
 
 class Planner:
@@ -311,6 +312,10 @@ class Planner:
         drifts = model.drifts
         drifts[0] = cohort_drift(queue, drifts[0]) if queue else 0.0
         drifts[1] = cohort_drift(run, drifts[1]) if run else 0.0
+
+    def should_replan(self) -> bool:
+        """Whether the provider proved so much faster that waiting jobs must be planned again."""
+        return self.policy.learn and min(self.model.speed) <= self._planned_speed - _REPLAN
 
     def replan_if_faster(self, now: float, waiting: Iterable[Entry]) -> list[tuple[Entry, float]]:
         """Pull every waiting job's next poll earlier if the provider proved much faster.

@@ -301,10 +301,13 @@ class Schedule:
         return backoff_delay(policy, entry.status, entry.n, self._rng.random())
 
     def _replan(self, now: float) -> None:
+        planner = self.planner
+        if not planner.should_replan():
+            return  # the common case: one comparison per answer, no pass over the heap
         waiting = [
             entry
             for _, seq, entry in self._heap
             if entry.seq == seq and entry.phase is Phase.WAITING
         ]
-        for entry, due in self.planner.replan_if_faster(now, waiting):
+        for entry, due in planner.replan_if_faster(now, waiting):
             self._push(entry, due)
