@@ -6,7 +6,6 @@ import enum
 import math
 from typing import Any
 
-from relaydance_async._sansio.polling.promise import GapChoice
 from relaydance_async.models import JobKind, TaskStatus
 
 __all__ = ["Action", "Entry", "Phase"]
@@ -39,7 +38,6 @@ class Entry:
         "added_at",
         "censor_at",
         "censor_run",
-        "choice",
         "deadline",
         "due",
         "errors",
@@ -103,7 +101,6 @@ class Entry:
         """How long the job was last seen in its phase, as told to the model (NaN: not told)."""
         self.censor_run = False
         """Whether ``censor_at`` is in the run phase (else the queue)."""
-        self.choice: GapChoice | None = None
         """The lag promise's last placement of this job (None: not placed by it)."""
         self.qspan: tuple[float, float] | None = None
         """What its queue time was seen to lie between, once seen (the cohort's drift)."""

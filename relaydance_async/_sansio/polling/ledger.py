@@ -16,7 +16,6 @@ from collections.abc import Hashable
 
 from relaydance_async._sansio.polling.fit import LogNormal
 from relaydance_async._sansio.polling.promise import (
-    GapChoice,
     Remaining,
     choose_gap,
     queued_remaining,
@@ -185,13 +184,12 @@ class LagLedger:
         gap: float,
         target: float,
         bound: float,
-        choice: GapChoice | None = None,
     ) -> None:
-        """A job of ``kind`` was detected at the end of a ``gap``-second gap placed as ``choice``.
+        """A job of ``kind`` was detected at the end of a ``gap``-second gap.
 
-        Given that it ended in the gap, its lag was over the target with probability
-        ``p_target / p_end`` of the placement; where the model gave the gap little mass (a
-        failure, a late job) the end is taken as uniform in the gap instead.
+        Where in the gap it ended is unknown: taken as uniform, its lag was over the target with
+        probability ``(gap - target) / gap`` (and likewise for the bound). The excess of that
+        over the kind's walk, averaged over recent jobs, corrects the walk in ``refresh``.
         """
         known = self.walks.get(kind)
         if known is None or not gap > 0.0:

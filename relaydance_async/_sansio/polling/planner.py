@@ -270,7 +270,6 @@ class Planner:
         choice = choose_gap(
             rem, target=target, bound=bound, cap=max(cap, target), lam=ledger.lam, mu=ledger.mu
         )
-        entry.choice = choice
         return choice.gap
 
     def tick(self, now: float) -> None:
