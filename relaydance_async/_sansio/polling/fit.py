@@ -378,15 +378,24 @@ def span_mean(law: LogNormal | None, lo: float, hi: float) -> float:
     low = max(lo, 0.1 * hi)
     if law is None or hi <= low:
         return math.sqrt(low * hi) if low > 0.0 else hi
-    s = law.sigma
-    b = (math.log(hi) - law.mu) / s
-    a = (math.log(lo) - law.mu) / s if lo > 0.0 else -math.inf
+    z = _span_z(law.mu, law.sigma, lo, hi)
+    if z is None:
+        return math.sqrt(low * hi)
+    return min(hi, max(low, math.exp(law.mu + law.sigma * z)))
+
+
+def _span_z(mu: float, s: float, lo: float, hi: float) -> float | None:
+    """The mean of ``z = (log x - mu) / s``, ``z`` standard normal, given ``x`` in a span.
+
+    The span is ``[lo, hi]`` (``lo`` 0: below ``hi``); None when it holds no mass.
+    """
+    b = (math.log(hi) - mu) / s
+    a = (math.log(lo) - mu) / s if lo > 0.0 else -math.inf
     mass = _STD.cdf(b) - (_STD.cdf(a) if lo > 0.0 else 0.0)
     if mass <= 1e-12:
-        return math.sqrt(low * hi)
+        return None
     pa = math.exp(-0.5 * a * a) if lo > 0.0 else 0.0
-    z = (pa - math.exp(-0.5 * b * b)) / _SQRT_2PI / mass
-    return min(hi, max(low, math.exp(law.mu + s * z)))
+    return (pa - math.exp(-0.5 * b * b)) / _SQRT_2PI / mass
 
 
 def cohort_drift(
@@ -408,14 +417,13 @@ def cohort_drift(
             s = law.sigma
             m = law.mu + d
             if finished:
-                b = (math.log(hi) - m) / s
-                a = (math.log(lo) - m) / s if lo > 0.0 else -math.inf
-                mass = _STD.cdf(b) - (_STD.cdf(a) if lo > 0.0 else 0.0)
-                if mass > 1e-12:
-                    pa = math.exp(-0.5 * a * a) if lo > 0.0 else 0.0
-                    z = (pa - math.exp(-0.5 * b * b)) / _SQRT_2PI / mass
+                span = _span_z(m, s, lo, hi)
+                if span is not None:
+                    z = span
                 else:
-                    z = b if lo <= 0.0 else 0.5 * (a + b)
+                    # No mass in the span (far in a tail): its upper end, or its middle.
+                    b = (math.log(hi) - m) / s
+                    z = b if lo <= 0.0 else 0.5 * ((math.log(lo) - m) / s + b)
             else:
                 if lo <= 0.0:
                     continue
