@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.oracle import MAX_GAP, Timing, _cost, _dp, _follow, _phi
+from benchmarks.oracle import MAX_GAP, Timing, _cost, _dp, _follow, _phi, _walk
 
 F_LO, F_HI = 0.9, 1.1
 """The progress hint's per-job factor range (BENCH_WORKLOAD.md: linear in run time ± 10 %)."""
@@ -149,14 +149,7 @@ class ProgressBound:
 
     def poll(self, key: Any, queue: float, r_eff: float, end: float) -> tuple[int, float]:
         """(polls after the run's start, lag) for one job, told its ``Q`` and ``R_e``."""
-        offsets = self.schedule(key, r_eff)
-        x = end - queue
-        i = bisect.bisect_left(offsets, x)
-        if i < len(offsets):
-            return i + 1, offsets[i] - x
-        last = offsets[-1] if offsets else 0.0
-        extra = math.ceil((x - last) / MAX_GAP)
-        return len(offsets) + extra, last + extra * MAX_GAP - x
+        return _walk(self.schedule(key, r_eff), end - queue)
 
 
 @dataclass
