@@ -188,6 +188,39 @@ def _simple_md(title: str, rows: dict[str, Any], cols: list[tuple[str, str]]) ->
     return [title, "", *_table(["contender", *(h for _, h in cols)], body)]
 
 
+def _burst_md(r: dict[str, Any]) -> list[str]:
+    """The submit burst: each finished job's lag split at the poll that saw it."""
+    o = r["ours"]
+    if "parts" not in o:  # a run from before the split
+        return []
+    names = {
+        "lag": "detection lag", "excess": "lag minus own wait", "plan": "plan: end to due",
+        "own": "own wait: due to leaving", "cap": "… behind the poll cap",
+        "budget": "… in the request budget", "rtt": "round trip", "wake": "answer to wake",
+    }  # fmt: skip
+    rows = []
+    for key, label in names.items():
+        a, x = o["parts"][key], o["outlier_parts"][key]
+        rows.append([label, a["p50"], a["p95"], a["p99"], a["max"], x["p50"], x["max"]])
+    p, f = o["planned"], o["fairness"]
+    run = f" (this section run alone, {r['run_at']})" if "run_at" in r else ""
+    return [
+        f"### 6b. Submit burst ({r['jobs']:,} jobs submitted at once, {r['rate']:g} req/s, "
+        f"emulator ×{r['speed']:g}; emulated s){run}",
+        "",
+        *_table(["part", "p50", "p95", "p99", "max", "outliers p50", "outliers max"], rows),
+        f"{o['detected']:,} finished jobs seen; outliers (lag minus own wait over 9.5 s): "
+        f"{o['outliers']}, of which {o['outliers_after_429']} followed a poll answered 429. "
+        f"Jobs that ended before their detecting poll fell due ({int(p['n']):,}): lag minus "
+        f"own wait p50 {_f(p['p50'])}, p95 {_f(p['p95'])}, p99 {_f(p['p99'])}, max "
+        f"{_f(p['max'])}. While both waited, polls took {_f(f['poll_share_contended'])} of "
+        f"the places; bulk requests granted beyond the fairness rule: {f['bulk_beyond_rule']}. "
+        f"Event loop: longest stall {_f(o['loop_stall_max'])} s. Submits waited "
+        f"{_f(o['submit_wait_p50'])} s (p50) in the budget.",
+        "",
+    ]
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The whole report as Markdown."""
     m = result["machine"]
@@ -244,6 +277,8 @@ def markdown(result: dict[str, Any]) -> str:
              ("useful_rps_backlog", "useful req/s (backlog)"), ("requests", "requests"),
              ("rate_limited", "429s"), ("share_429", "429 share"), ("wall_seconds", "wall s")],
         )  # fmt: skip
+    if "burst" in b and "ours" in b["burst"] and "error" not in b["burst"]["ours"]:
+        lines += _burst_md(b["burst"])
     if "emulator" in b and "error" not in b["emulator"]:
         e = b["emulator"]
         lines += [
