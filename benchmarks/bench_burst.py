@@ -275,6 +275,10 @@ async def child(a: dict[str, Any]) -> dict[str, Any]:
         "outlier_parts": parts(outliers),
         "outliers_after_429": sum(r["after_error"] for r in outliers),
         "loop_stall_max": max((late for _, late in stalls), default=0.0) * speed,
+        "loop_stall_max_after_first_end": max(
+            (late for at, late in stalls if emu(at) >= min(ends.values(), default=0.0)),
+            default=0.0,
+        ) * speed,
         "loop_stalls": len(stalls),
         "poll_gap_max": max(gaps, default=0.0) * speed,
         "poll_wait_p50": _q(transport.poll_waits, 0.5) * speed,

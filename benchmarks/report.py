@@ -204,6 +204,8 @@ def _burst_md(r: dict[str, Any]) -> list[str]:
         rows.append([label, a["p50"], a["p95"], a["p99"], a["max"], x["p50"], x["max"]])
     p, f = o["planned"], o["fairness"]
     run = f" (this section run alone, {r['run_at']})" if "run_at" in r else ""
+    late = o.get("loop_stall_max_after_first_end")
+    late = "" if late is None else f" ({_f(late)} s once jobs had begun to end)"
     return [
         f"### 6b. Submit burst ({r['jobs']:,} jobs submitted at once, {r['rate']:g} req/s, "
         f"emulator ×{r['speed']:g}; emulated s){run}",
@@ -215,7 +217,7 @@ def _burst_md(r: dict[str, Any]) -> list[str]:
         f"own wait p50 {_f(p['p50'])}, p95 {_f(p['p95'])}, p99 {_f(p['p99'])}, max "
         f"{_f(p['max'])}. While both waited, polls took {_f(f['poll_share_contended'])} of "
         f"the places; bulk requests granted beyond the fairness rule: {f['bulk_beyond_rule']}. "
-        f"Event loop: longest stall {_f(o['loop_stall_max'])} s. Submits waited "
+        f"Event loop: longest stall {_f(o['loop_stall_max'])} s{late}. Submits waited "
         f"{_f(o['submit_wait_p50'])} s (p50) in the budget.",
         "",
     ]

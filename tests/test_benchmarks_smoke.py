@@ -131,3 +131,29 @@ def test_progress_oracle_lands_between_its_bound_and_the_docs_loop() -> None:
     polls, lag = found.poll("short", 5.0, 45.0, 1.0, 50.0)
     assert polls >= 1
     assert lag >= 0.0
+
+
+def test_burst_fairness_check_counts_bulk_grants_beyond_the_rule() -> None:
+    """A bulk request granted while a poll waits is fine after 3 polls in a row, not before."""
+    from benchmarks.bench_burst import _fairness
+
+    # (poll?, polls still waiting, bulk still waiting) at each grant
+    kept = [(True, 5, 9)] * 3 + [(False, 5, 8)] + [(True, 5, 8)] * 3 + [(False, 5, 7)]
+    assert _fairness(kept, 3)["bulk_beyond_rule"] == 0
+    assert _fairness(kept, 3)["poll_share_contended"] == pytest.approx(0.75)
+    broken = [(True, 5, 9)] * 2 + [(False, 5, 8)]  # only 2 polls before the bulk one
+    assert _fairness(broken, 3)["bulk_beyond_rule"] == 1
+    alone = [(False, 0, 9)] * 4  # no poll waited: bulk may go as it likes
+    assert _fairness(alone, 3)["bulk_beyond_rule"] == 0
+
+
+def test_burst_targets_keep_the_literal_figure_beside_the_restatement() -> None:
+    """The judged restatement (plan's part, fairness) and the issue's literal max, each judged."""
+    from benchmarks.bench_burst import targets
+
+    dist = {"p50": 1.9, "p95": 8.0, "p99": 9.3, "max": 13.6, "n": 1000.0}
+    fair = {"bulk_beyond_rule": 0, "poll_share_contended": 0.75}
+    found = targets(10_000, {"planned": dist, "fairness": fair, "excess_max": 13.6})
+    assert [t["holds"] for t in found] == [True, True, False]
+    assert "literal" in found[2]["name"]
+    assert found[2]["value"] == 13.6
