@@ -14,10 +14,12 @@ import tracemalloc
 import attrs
 import pytest
 
+from relaydance_async import Limits, RequestKind
 from relaydance_async._client.scheduler import Scheduler
 from relaydance_async._sansio.polling.policy import PollPolicy
 from relaydance_async._sansio.wire import task_from_wire
 from relaydance_async.clock import ManualClock
+from relaydance_async.coordination import LocalRequestBudget
 from relaydance_async.exceptions import (
     AuthenticationError,
     ClientStateError,
@@ -110,6 +112,34 @@ async def test_a_poll_refused_with_429_keeps_its_place_in_line(
     # t0 was due at 10 ms and refused at 60 ms; its backoff (10 ms) counts from its due time, so
     # it goes after the 10 jobs due by 20 ms, not after the 60 due by 70 ms.
     assert 9 <= order.index("t0") <= 11
+
+
+async def test_a_poll_is_dated_when_it_left_the_budget_not_when_it_fell_due(
+    fake: FakeTasks, clock: ManualClock
+) -> None:
+    """Four polls due at once through a budget of 1 request/s leave 1 s apart: so are dated.
+
+    The status a poll brings held when the request left. Dated at the moment the poll was
+    taken from the heap, a status seen after 3 s in the budget's queue was put 3 s early, and
+    the timing model learned spans that could miss the transition they stood for.
+    """
+    budget = LocalRequestBudget(Limits(requests_per_second=1.0), clock=clock)
+
+    async def fetch(task_id: str) -> Task:
+        async with budget.slot(RequestKind.READ):
+            task = await fake.fetch(task_id)
+        budget.on_success()
+        return task
+
+    scheduler = Scheduler(fetch, FAST, clock=clock)
+    try:
+        for i in range(4):  # still queued for 100 s: every answer is "submitted"
+            scheduler.track(fake.add(f"t{i}", 100.0, 100.0))
+        await clock.advance(3.5)  # all due at 10 ms; let out at 0.01, 1.01, 2.01, 3.01 s
+        dated = [scheduler._jobs[f"t{i}"].last_poll for i in range(4)]
+        assert dated == pytest.approx([0.01, 1.01, 2.01, 3.01])
+    finally:
+        await scheduler.aclose()
 
 
 async def test_unknown_task_fails_with_not_found(fake: FakeTasks, clock: ManualClock) -> None:

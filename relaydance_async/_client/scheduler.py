@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from relaydance_async._client.jobs import JobHandleBase, PollFetch, ScheduledJob, VideoJob
+from relaydance_async._http.budget import SENT_AT
 from relaydance_async._sansio.polling.policy import PollPolicy
 from relaydance_async._sansio.polling.schedule import Action, Entry, Phase, Schedule
 from relaydance_async._sansio.polling.timing import TimingModel
@@ -426,6 +427,8 @@ class Scheduler:
             self._schedule.defer(entry, sent)
             return
         self.polls_sent += 1
+        left: list[float] = []
+        mark = SENT_AT.set(left)
         try:
             status, progress, after = await job.read()
         except asyncio.CancelledError:
@@ -444,6 +447,8 @@ class Scheduler:
             # answer we could not parse) never fails a job: it is polled again later.
             self._retry_later(entry, exc)
         else:
+            if left and sent <= left[-1] <= clock.now():
+                sent = left[-1]  # the status held when the poll left the budget, after its wait
             if entry.phase is Phase.IN_FLIGHT:
                 try:
                     done = self._schedule.on_task(
@@ -460,6 +465,8 @@ class Scheduler:
                 else:
                     if done:
                         self._end(entry, None)
+        finally:
+            SENT_AT.reset(mark)
 
     def _fail(self, entry: Entry, exc: BaseException) -> None:
         if entry.phase is not Phase.DONE:

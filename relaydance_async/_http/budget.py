@@ -63,6 +63,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Protocol
 
@@ -73,7 +74,16 @@ from relaydance_async._sansio.retry import RequestKind
 from relaydance_async._sansio.settings import Limits
 from relaydance_async.clock import Clock, SystemClock
 
-__all__ = ["FairTurns", "LocalRequestBudget", "RequestBudget"]
+__all__ = ["SENT_AT", "FairTurns", "LocalRequestBudget", "RequestBudget"]
+
+SENT_AT: ContextVar[list[float] | None] = ContextVar("relaydance_sent_at", default=None)
+"""Where a caller learns when its requests left: set it to a list and ``LocalRequestBudget``
+appends the clock time at which each request of the calling task got its place.
+
+The polling scheduler reads a job's status as of the moment its poll left, not the moment it was
+taken from the heap: under a queue (a submit burst) the two are seconds apart, and a status seen
+after the wait dated before it would teach the timing model spans that miss the transition.
+"""
 
 
 class RequestBudget(Protocol):
@@ -423,6 +433,9 @@ class LocalRequestBudget:
 
     def _grant(self, now: float) -> None:
         """Book the instant ``now`` (the head's instant has come) for one more request."""
+        sent = SENT_AT.get()
+        if sent is not None:
+            sent.append(now)
         self._in_flight += 1
         self._granted += 1
         if self._rate is not None:
