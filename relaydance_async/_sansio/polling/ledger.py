@@ -139,7 +139,10 @@ class LagLedger:
     A walk is an approximation of the plan and a model can be wrong, so each detected job also
     tells what its lag probably was (``detected``), and the gap between those seen shares and
     the walk's, per kind, corrects the walk: a model wrong about its own jobs cannot talk the
-    plan out of polling. Per kind, because a burst is detected short kinds first.
+    plan out of polling. Per kind, because a burst is detected short kinds first. Until most
+    of the watched jobs' kinds have been checked so, the multipliers only rise: a cold model
+    (as wide as the provider's unknown speed) would otherwise lower them on its own say-so,
+    and a short job then jumps a whole ``max_gap`` past its end.
 
     Args:
         lam: Starting ``λ``.
@@ -157,6 +160,7 @@ class LagLedger:
         "polls",
         "share_b",
         "share_t",
+        "start",
         "walks",
         "window",
     )
@@ -166,6 +170,8 @@ class LagLedger:
     ) -> None:
         self.lam = lam
         self.mu = mu
+        self.start = (lam, mu)
+        """The multipliers to start from: no lower while the walks are unchecked."""
         self.aim_t = 0.5 * (1.0 - margin)
         self.aim_b = 0.05 * (1.0 - margin)
         self.share_t = math.nan
@@ -210,12 +216,13 @@ class LagLedger:
         Args:
             walks: Each kind, its weight (how many of its jobs are watched) and latest walk.
         """
-        total = polls = st = sb = 0.0
+        total = polls = st = sb = checked = 0.0
         for kind, weight, known in walks:
             self.walks[kind] = known
             ot, ob = known.over_t, known.over_b
             bias = self._bias.get(kind)
             if bias is not None and bias[0] >= _TRUST_SEEN:
+                checked += weight
                 ot = max(0.0, ot + max(-0.2, min(0.3, bias[1])))
                 ob = max(0.0, ob + max(-0.03, min(0.1, bias[2])))
             total += weight
@@ -225,8 +232,14 @@ class LagLedger:
         if total <= 0.0:
             return
         self.polls, self.share_t, self.share_b = polls / total, st / total, sb / total
-        self.lam = _nudge(self.lam, self.share_t, self.aim_t)
-        self.mu = _nudge(self.mu, self.share_b, self.aim_b)
+        lam = _nudge(self.lam, self.share_t, self.aim_t)
+        mu = _nudge(self.mu, self.share_b, self.aim_b)
+        if checked < 0.5 * total:
+            # Unchecked walks may raise the multipliers, never lower them below where they
+            # started (or are, if lower already).
+            lam = max(lam, min(self.lam, self.start[0]))
+            mu = max(mu, min(self.mu, self.start[1]))
+        self.lam, self.mu = lam, mu
 
 
 _TRUST_SEEN = 30

@@ -6,8 +6,10 @@ it asks the planner, which holds the timing model and the promise's multipliers:
 * **Placement** (``placed_delay``): the job's remaining time as its model predicts it (queued:
   the rest of its queue plus its run; running: its run, widened by how well its start is known,
   narrowed by progress hints) goes to ``promise.choose_gap`` with the kind's multipliers.
-* **The promise's multipliers** (``ledger.py``): every ``REFRESH_EVERY`` placements, one kind's
-  plan is walked on its model and the multipliers move one step towards the promise.
+* **The promise's multipliers** (``ledger.py``): every ``REFRESH_EVERY`` answers, one kind's
+  plan is walked on its model and the multipliers move one step towards the promise. Answers,
+  not placements: a burst of submits brings nothing new to learn, and twenty refreshes on the
+  same walks would move the multipliers twenty steps on stale evidence.
 * **Learning**: each status change and end becomes a span of the kind's queue or run time
   (``TimingModel.observe_span``), each job still in a phase a censored point; every
   ``_DRIFT_EVERY`` answers the latest cohort of jobs measures the provider's drift.
@@ -35,12 +37,14 @@ __all__ = ["Planner"]
 _KIND_MEMORY = 0.998
 """Decay per tracked job of the kind counts the promise is pooled over (about 500 jobs)."""
 REFRESH_EVERY = 100
-"""Placements between two refreshes of the promise's multipliers."""
+"""Answers between two refreshes of the promise's multipliers."""
 _START_PRECISION = 2.0
 """A queued job is polled at least every this many standard deviations of its kind's run time
 (and every ``max_lag``), so that the run's start is known well enough to place its end."""
-_EDGE = 0.03
-"""A queued job may jump as far as this quantile of its end (a short job's whole life)."""
+_EDGE = 0.4
+"""A queued job may jump as far as this quantile of its end (a short job's whole life: jobs of
+ten seconds are best seen first where a good share of them has ended, not every ``max_lag``
+while the run's start is pinned down)."""
 _COHORT = 150
 """Latest jobs submitted that the provider's drift is measured on."""
 _DRIFT_EVERY = 50
@@ -74,8 +78,6 @@ class Planner:
         self.model = model
         self.ledger = ledger or LagLedger()
         """The promise's multipliers, held to it by walks of the plan and detected jobs."""
-        self._decisions = 0
-        self._next_refresh = 0
         self._turn = 0
         self._probes = 0
         self._cohort: collections.deque[Entry] = collections.deque()
@@ -264,20 +266,20 @@ class Planner:
                 # half again what it has, widely, and let the promise's costs place the polls.
                 rem = Remaining(LogNormal(math.log(max(0.5 * elapsed, target)), 1.0), 0.0)
         ledger = self.ledger
-        self._decisions += 1
-        if self._decisions >= self._next_refresh:
-            self._refresh()
         choice = choose_gap(
             rem, target=target, bound=bound, cap=max(cap, target), lam=ledger.lam, mu=ledger.mu
         )
         return choice.gap
 
     def tick(self, now: float) -> None:
-        """Count an answer (every ``_DRIFT_EVERY``, the provider's drift is measured again)."""
+        """Count an answer: every ``_DRIFT_EVERY``, the provider's drift is measured again, and
+        every ``REFRESH_EVERY`` the promise's multipliers move."""
         if self.policy.learn:
             self._answers += 1
             if self._answers % _DRIFT_EVERY == 0:
                 self._measure_drift(now)
+            if self._answers % REFRESH_EVERY == 0:
+                self._refresh()
 
     def _measure_drift(self, now: float) -> None:
         """Measure the provider's drift on the latest jobs submitted (``cohort_drift``)."""
@@ -350,7 +352,6 @@ class Planner:
         """
         policy = self.policy
         kinds = [k for k in self._recent if self._recent[k] > 0.01]
-        self._next_refresh = self._decisions + REFRESH_EVERY
         if not kinds:
             return
         self._turn = (self._turn + 1) % len(kinds)
