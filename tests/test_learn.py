@@ -201,7 +201,8 @@ def test_model_with_a_prior_reports_a_kind_never_seen() -> None:
     run, queue = model.run(KIND), model.queue(KIND)
     assert run is not None
     assert queue is not None
-    assert run.median == pytest.approx(prior_run(KIND).median)
+    # Its run law is the prior, held as a mixture over the median (``cold.py``) until a run ends.
+    assert run.median == pytest.approx(prior_run(KIND).median, rel=0.02)
     assert model.run(None) is None
     again = TimingModel.from_dict(model.to_dict())
     assert again.prior_scale == 1.0

@@ -118,6 +118,10 @@ def test_the_ledger_raises_its_prices_when_the_plan_breaks_the_promise() -> None
     assert ledger.lam > 8.0
     assert ledger.mu > 25.0
     ledger = LagLedger(lam=8.0, mu=25.0)
-    ledger.refresh([("k", 1.0, Walk(5.0, 0.1, 0.001, 8.0, 25.0))])
+    inside = [("k", 1.0, Walk(5.0, 0.1, 0.001, 8.0, 25.0))]
+    ledger.refresh(inside)
+    for _ in range(40):  # detected jobs check the walks: now they may lower the prices
+        ledger.detected("k", 1.0, 2.5, 9.5)
+    ledger.refresh(inside)
     assert ledger.lam < 8.0
     assert ledger.mu < 25.0

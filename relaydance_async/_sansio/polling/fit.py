@@ -189,6 +189,9 @@ class PhaseFit:
         "stats",
     )
 
+    bin_width = _BIN
+    """Width of ``bins`` in log-seconds."""
+
     def __init__(self, window: int, prior: LogNormal | None = None) -> None:
         self.stats = LogStats(window)
         self.prior = prior

@@ -147,7 +147,9 @@ class LagLedger:
     Args:
         lam: Starting ``λ``.
         mu: Starting ``μ``.
-        margin: How far inside the promise to aim (relative: 0.05 aims at 0.475 and 0.0475).
+        margin: How far inside the median's promise to aim (relative: 0.2 aims at 0.4).
+        bound_margin: The same for the bound (0.3 aims at 0.035): its share is a tail's, seen
+            on a few jobs in twenty, so it is held further inside.
         window: Memory of the correction, in detected jobs per kind.
     """
 
@@ -166,14 +168,20 @@ class LagLedger:
     )
 
     def __init__(
-        self, lam: float = 8.0, mu: float = 25.0, *, margin: float = 0.2, window: int = 300
+        self,
+        lam: float = 8.0,
+        mu: float = 25.0,
+        *,
+        margin: float = 0.2,
+        bound_margin: float = 0.3,
+        window: int = 300,
     ) -> None:
         self.lam = lam
         self.mu = mu
         self.start = (lam, mu)
         """The multipliers to start from: no lower while the walks are unchecked."""
         self.aim_t = 0.5 * (1.0 - margin)
-        self.aim_b = 0.05 * (1.0 - margin)
+        self.aim_b = 0.05 * (1.0 - bound_margin)
         self.share_t = math.nan
         self.share_b = math.nan
         """The shares expected of the plan at the last refresh (walks, corrected)."""
@@ -232,7 +240,7 @@ class LagLedger:
         if total <= 0.0:
             return
         self.polls, self.share_t, self.share_b = polls / total, st / total, sb / total
-        lam = _nudge(self.lam, self.share_t, self.aim_t)
+        lam = max(_nudge(self.lam, self.share_t, self.aim_t), LAM_FLOOR)
         mu = _nudge(self.mu, self.share_b, self.aim_b)
         if checked < 0.5 * total:
             # Unchecked walks may raise the multipliers, never lower them below where they
@@ -242,6 +250,11 @@ class LagLedger:
         self.lam, self.mu = lam, mu
 
 
+LAM_FLOOR = 2.0
+"""``λ`` never falls below this. Priced under two polls, a target miss is bought for a poll
+saved; in the tail of a burst (the few jobs left are ahead of the promise) the price could fall
+that low, and the next burst, placed at it all at once, would miss the median before any of its
+jobs is detected to show it."""
 _TRUST_SEEN = 30
 """Detected jobs of a kind needed before their shares correct its walk."""
 

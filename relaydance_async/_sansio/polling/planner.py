@@ -15,7 +15,9 @@ it asks the planner, which holds the timing model and the promise's multipliers:
   ``_DRIFT_EVERY`` answers the latest cohort of jobs measures the provider's drift.
 * **Cold start**: while nothing has finished, the first ``_PROBES`` jobs look early and
   double their gaps; when their answers show a provider much faster than guessed, every waiting
-  job is planned again (``replan_if_faster``).
+  job is planned again (``replan_if_faster``). Until a kind's first runs end, its running jobs
+  are placed on what all of its unfinished runs rule out (``cold.py``), and it is not walked;
+  when its first runs end (and again after a few more), its waiting jobs are planned again.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import collections
 import math
 from collections.abc import Iterable
 
+from relaydance_async._sansio.polling.cold import MixedRemaining
 from relaydance_async._sansio.polling.entry import Entry, Phase
 from relaydance_async._sansio.polling.fit import LogNormal, cohort_drift
 from relaydance_async._sansio.polling.ledger import LagLedger, Walk, walk
@@ -60,6 +63,8 @@ _SHORT = 0.5
 is at most this share of its kind's median duration."""
 _FLOOR = 0.1
 """Shortest gap between two polls of one job, seconds."""
+_REPLAN_AT = frozenset((1, 3, 10, 30))
+"""A kind's finished runs at which its waiting jobs are planned again (its law just firmed)."""
 
 
 class Planner:
@@ -85,6 +90,8 @@ class Planner:
         self._answers = 0
         self._planned_speed = min(model.speed)
         """The provider's speed (log-factor) the waiting jobs were last planned with."""
+        self._stale: set[JobKind] = set()
+        """Kinds whose law changed so much that their waiting jobs must be planned again."""
         self._walks: dict[JobKind, Walk] = {}
         self._recent: dict[JobKind, float] = {}
         """Jobs of each kind tracked lately (decayed): what the promise is pooled over."""
@@ -172,6 +179,7 @@ class Planner:
             entry.rspan = (0.1 * gap, gap)
             self.model.observe_span(entry.kind, "run", *entry.rspan)
             self.model.observe_span(entry.kind, "queue", *entry.qspan)
+            self._firmed(entry.kind)
             return
         if (
             not self.policy.learn
@@ -183,6 +191,12 @@ class Planner:
             return
         entry.rspan = (entry.last_poll - entry.run_hi, at - entry.run_lo)
         self.model.observe_span(entry.kind, "run", *entry.rspan)
+        self._firmed(entry.kind)
+
+    def _firmed(self, kind: JobKind) -> None:
+        """A run of ``kind`` ended: while its first runs end, its law moves most."""
+        if self.model.samples(kind)[1] in _REPLAN_AT:
+            self._stale.add(kind)
 
     def first_delay(self, entry: Entry) -> float | None:
         """Seconds from submit to a new job's first poll, or None (plain backoff's)."""
@@ -238,7 +252,9 @@ class Planner:
         if entry.status is TaskStatus.SUBMITTED:
             if run is None or queue is None or math.isnan(entry.submitted_at):
                 return None
-            rem = queued_remaining(queue, run, at - entry.submitted_at, self._hazard(run))
+            rem: Remaining | MixedRemaining = queued_remaining(
+                queue, run, at - entry.submitted_at, self._hazard(run)
+            )
             # Queued, the end is far and wide; but when the run starts must be known well
             # enough to place the run's polls: no gap longer than the run's own spread.
             # Unless the whole job is that short: then straight to where it may end.
@@ -251,16 +267,24 @@ class Planner:
                 return None
             start = 0.5 * (lo + entry.run_hi)
             width = entry.run_hi - lo
+            spread = width / math.sqrt(12.0)
             elapsed = at - start
             # The run's start is known only to within the gap around it: widen the prediction.
-            dist = run.widened(width / math.sqrt(12.0)) if run is not None else None
+            dist = run.widened(spread) if run is not None else None
+            hinted = False
             if policy.use_progress and progress is not None:
                 estimate = self._with_progress(entry, dist, at, elapsed, width, progress)
                 if estimate is not None:
-                    dist = estimate
+                    dist, hinted = estimate, True
             if dist is None:
                 return None
-            rem = Remaining(dist, elapsed, self._hazard(run or dist))
+            parts = None if hinted else self.model.run_parts(entry.kind)
+            if parts is not None:
+                rem = MixedRemaining(
+                    [(w, law.widened(spread)) for w, law in parts], elapsed, self._hazard(dist)
+                )
+            else:
+                rem = Remaining(dist, elapsed, self._hazard(run or dist))
             if rem.late:
                 # Outlived its prediction: the model is off for this job. Expect it to last about
                 # half again what it has, widely, and let the promise's costs place the polls.
@@ -272,8 +296,11 @@ class Planner:
         return choice.gap
 
     def tick(self, now: float) -> None:
-        """Count an answer: every ``_DRIFT_EVERY``, the provider's drift is measured again, and
-        every ``REFRESH_EVERY`` the promise's multipliers move."""
+        """Count an answer.
+
+        Every ``_DRIFT_EVERY`` answers the provider's drift is measured again, and every
+        ``REFRESH_EVERY`` the promise's multipliers move.
+        """
         if self.policy.learn:
             self._answers += 1
             if self._answers % _DRIFT_EVERY == 0:
@@ -315,27 +342,39 @@ class Planner:
         drifts[1] = cohort_drift(run, drifts[1]) if run else 0.0
 
     def should_replan(self) -> bool:
-        """Whether the provider proved so much faster that waiting jobs must be planned again."""
-        return self.policy.learn and min(self.model.speed) <= self._planned_speed - _REPLAN
+        """Whether waiting jobs must be planned again.
+
+        They must when the provider proved much faster, or a kind's first runs ended.
+        """
+        return self.policy.learn and (
+            bool(self._stale) or min(self.model.speed) <= self._planned_speed - _REPLAN
+        )
 
     def replan_if_faster(self, now: float, waiting: Iterable[Entry]) -> list[tuple[Entry, float]]:
-        """Pull every waiting job's next poll earlier if the provider proved much faster.
+        """Pull waiting jobs' next polls earlier when their plans went stale.
+
+        Every job's when the provider proved much faster; a kind's when its first runs ended.
 
         A first burst is planned on a guess of the provider's speed; when its first answers
         show jobs end far sooner (an emulator, a fast model), the polls already planned would
-        come late for all of them. This happens a handful of times at most (each time the
-        speed halves), and costs one pass over the waiting jobs.
+        come late for all of them. Likewise a kind planned on what its unfinished runs rule out
+        (``cold.py``) learns when they end only from its first ends. This happens a handful of
+        times at most (each time the speed halves; at a kind's 1st, 3rd, 10th and 30th end),
+        and costs one pass over the waiting jobs.
 
         Returns:
             The jobs to move and their new due times.
         """
         speed = min(self.model.speed)
-        if not self.policy.learn or speed > self._planned_speed - _REPLAN:
+        stale, self._stale = self._stale, set()
+        faster = speed <= self._planned_speed - _REPLAN
+        if not self.policy.learn or not (faster or stale):
             return []
-        self._planned_speed = speed
+        if faster:
+            self._planned_speed = speed
         moves = []
         for entry in waiting:
-            if entry.webhook:
+            if entry.webhook or not (faster or entry.kind in stale):
                 continue
             base = entry.last_poll if not math.isnan(entry.last_poll) else now
             gap = self.placed_delay(entry, base, None)
@@ -363,7 +402,8 @@ class Planner:
             if i != self._turn and not stale:
                 continue
             q, r = self.model.queue(kind), self.model.run(kind)
-            if q is None or r is None:
+            if q is None or r is None or self.model.run_parts(kind) is not None:
+                # A kind none of whose runs ended has no law to walk yet.
                 continue
             self._walks[kind] = walk(
                 q,

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
+from typing import Protocol
 
 from relaydance_async._sansio.polling.fit import LogNormal
 
-__all__ = ["GapChoice", "Remaining", "choose_gap", "queued_remaining"]
+__all__ = ["Ends", "GapChoice", "Remaining", "choose_gap", "queued_remaining"]
 
 _SQRT2 = math.sqrt(2.0)
 _STD = NormalDist()
@@ -26,6 +27,22 @@ _STD = NormalDist()
 
 def _phi(z: float) -> float:
     return 0.5 * math.erfc(-z / _SQRT2)
+
+
+class Ends(Protocol):
+    """What ``choose_gap`` asks of a job's remaining time (``Remaining``, ``MixedRemaining``)."""
+
+    def m(self, x: float) -> float:
+        """P(the job ends within ``x`` more seconds | it has not ended yet)."""
+        ...
+
+    def m_and_covered(self, g: float) -> tuple[float, float]:
+        """``m(g)``, and the expected seconds the job stays alive within the next ``g``."""
+        ...
+
+    def quantile(self, q: float) -> float:
+        """Seconds from now until the job has ended with probability ``q``."""
+        ...
 
 
 class Remaining:
@@ -167,7 +184,7 @@ _EDGES = (0.03, 0.15, 0.4)
 
 
 def choose_gap(
-    rem: Remaining,
+    rem: Ends,
     *,
     target: float,
     bound: float,

@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from relaydance_async._sansio.polling.cold import median_posterior
 from relaydance_async._sansio.polling.fit import (
     LogNormal,
     PhaseFit,
@@ -36,11 +37,16 @@ _TAU_KIND = 0.4
 
 
 class _KindStats:
-    __slots__ = ("queue", "run")
+    __slots__ = ("cold", "cold_at", "queue", "run", "runs_censored")
 
     def __init__(self, window: int, kind: JobKind, prior_scale: float | None) -> None:
         self.queue = PhaseFit(window, None if prior_scale is None else prior_queue(prior_scale))
         self.run = PhaseFit(window, None if prior_scale is None else prior_run(kind, prior_scale))
+        self.runs_censored = 0
+        """Updates of unfinished runs so far (when the cold mixture is due again)."""
+        self.cold: list[tuple[float, LogNormal]] = []
+        self.cold_at = (-1.0, math.nan, math.nan)
+        """``(runs_censored, prior log-median, tau)`` the cold mixture was computed at."""
 
 
 class TimingModel:
@@ -138,7 +144,11 @@ class TimingModel:
             new: How long the job has now been seen in the phase (None: it left it).
         """
         stats = self._stats(kind)
-        (stats.run if phase == "run" else stats.queue).censor(old, new)
+        if phase == "run":
+            stats.run.censor(old, new)
+            stats.runs_censored += 1
+        else:
+            stats.queue.censor(old, new)
 
     def queue(self, kind: JobKind | None) -> LogNormal | None:
         """The learned queue-time distribution of ``kind``, or None while too little is known."""
@@ -152,9 +162,41 @@ class TimingModel:
         """The learned run-time distribution of ``kind``, or None while too little is known."""
         if kind is None or (self.prior_scale is None and kind not in self._kinds):
             return None
+        parts = self.run_parts(kind)
+        if parts is not None:
+            # One law with the mixture's mean and spread of log-durations.
+            mean = sum(w * law.mu for w, law in parts)
+            var = sum(w * (law.sigma * law.sigma + (law.mu - mean) ** 2) for w, law in parts)
+            return LogNormal(mean, math.sqrt(var))
         fit = self._stats(kind).run
         fit.shift = self._speed[1]
         return self._predictive(fit, fit.dist(self.min_samples), self._seen[1], self.drifts[1])
+
+    def run_parts(self, kind: JobKind | None) -> list[tuple[float, LogNormal]] | None:
+        """``kind``'s run law as a mixture over its unknown median, while none of its runs ended.
+
+        None once one has (its own fit rules then), or with no prior to start from. What every
+        unfinished run of the kind rules out is ruled out for all (``cold.median_posterior``).
+        """
+        if kind is None or self.prior_scale is None:
+            return None
+        stats = self._stats(kind)
+        fit = stats.run
+        if fit.prior is None or fit.seen > 0:
+            return None
+        center = fit.prior.mu + self._speed[1]
+        tau = _TAU_KIND if self._seen[1] > 0 else _TAU_PROVIDER
+        count, at_center, at_tau = stats.cold_at
+        changes = stats.runs_censored
+        if (
+            not stats.cold
+            or changes - count >= max(1.0, 0.03 * fit.censored)
+            or abs(center - at_center) > 0.02
+            or tau != at_tau
+        ):
+            stats.cold = median_posterior(center, tau, fit.prior.sigma, fit.bins, fit.bin_width)
+            stats.cold_at = (float(changes), center, tau)
+        return stats.cold
 
     @staticmethod
     def _predictive(
