@@ -384,6 +384,9 @@ class LocalRequestBudget:
         Only the first waiter of the order (the head) waits for the send instant; the others
         wait for their turn. A place is booked only when its instant has come, so a poll that
         arrives behind a queue of submits is never behind instants the submits booked ahead.
+        A place that frees while its instant has come is handed to the head at once
+        (``_hand_off``), so the queue empties as soon as places are free and a request that
+        arrives then takes the uncontended path.
         """
         queues = self._queues
         if not queues[0] and not queues[1] and self._in_flight < self._window:
@@ -394,7 +397,7 @@ class LocalRequestBudget:
         me = _Waiter()
         queues[urgent].append(me)
         try:
-            while True:
+            while not me.granted:
                 if self._head() is me:
                     if self._in_flight >= self._window:
                         self._held_by_window = self._window < self._limits.max_in_flight
@@ -402,13 +405,8 @@ class LocalRequestBudget:
                         now = self._clock()
                         delay = self._ready_at() - now
                         if delay <= 0:
-                            queues[urgent].popleft()
-                            if urgent and queues[False]:
-                                self._passed += 1
-                            elif not urgent:
-                                self._passed = 0
-                            self._grant(now)
-                            self._wake_head()
+                            self._take_head(now)
+                            self._hand_off()
                             return
                         if self._next > self._paused_until:
                             self._paced = True  # the rate binds: the gentle start may grow
@@ -418,11 +416,14 @@ class LocalRequestBudget:
                 me.event = anyio.Event()
                 await me.event.wait()
         except BaseException:
+            if me.granted:  # handed a place as the wait was cancelled: pass it on
+                self._leave()
+                raise
             was_head = self._head() is me
             if me in queues[urgent]:
                 queues[urgent].remove(me)
             if was_head:
-                self._wake_head()
+                self._hand_off()
             raise
 
     def _ready_at(self) -> float:
@@ -456,24 +457,56 @@ class LocalRequestBudget:
             return bulk[0]
         return None
 
-    def _wake_head(self) -> None:
-        head = self._head()
-        if head is not None and head.event is not None:
-            head.event.set()
+    def _take_head(self, now: float) -> _Waiter:
+        """Book ``now`` for the head, taken out of its queue (its instant has come)."""
+        polls, bulk = self._queues[True], self._queues[False]
+        if polls and (not bulk or self._passed < self.POLL_RUN):
+            head = polls.popleft()
+            if bulk:
+                self._passed += 1
+        else:
+            head = bulk.popleft()
+            self._passed = 0
+        head.granted = True
+        self._grant(now)
+        return head
+
+    def _hand_off(self) -> None:
+        """Give the free places to the waiters in order while their instants have come.
+
+        A waiter handed a place is woken already holding it; the first one left waiting is
+        woken to look for itself (to wait for its instant, or note that the window holds it).
+        """
+        queues = self._queues
+        while queues[0] or queues[1]:
+            if self._in_flight < self._window:
+                now = self._clock()
+                if now >= self._ready_at():
+                    event = self._take_head(now).event
+                    if event is not None:
+                        event.set()
+                    continue
+            head = self._head()
+            if head is not None and head.event is not None:
+                head.event.set()
+            return
 
     def _open_window(self) -> None:
-        self._wake_head()
+        self._hand_off()
 
     def _leave(self) -> None:
         self._in_flight -= 1
-        self._wake_head()
+        if self._queues[0] or self._queues[1]:
+            self._hand_off()
 
 
 class _Waiter:
-    __slots__ = ("event",)
+    __slots__ = ("event", "granted")
 
     def __init__(self) -> None:
         self.event: anyio.Event | None = None
+        self.granted = False
+        """Handed a place (``_hand_off``): it goes without looking again."""
 
 
 class _Slot:
