@@ -251,7 +251,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"### 3. Overhead per poll (concurrency {o['concurrency']}, same emulator)",
             o["rows"],
             [("polls_per_second", "polls/s"), ("cpu_us_per_poll", "client CPU µs/poll"),
-             ("emulator_cpu_share", "emulator CPU share")],
+             ("emulator_cpu_share", "emulator CPU share"),
+             ("settle_seconds", "s before the window (gentle start)")],
         )  # fmt: skip
     if "memory" in b and "rows" in b["memory"]:
         mem = b["memory"]
