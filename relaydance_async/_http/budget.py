@@ -439,14 +439,27 @@ class LocalRequestBudget:
             sent.append(now)
         self._in_flight += 1
         self._granted += 1
-        if self._rate is not None:
-            interval = 1.0 / self._rate
+        rate = self._rate
+        if rate is not None:
+            interval = 1.0 / rate
             # A head that woke late (a busy event loop) keeps the schedule, and the waiters
             # behind it go at once until it is caught up: no drift below the rate. After an
             # idle spell longer than CATCH_UP the schedule restarts now (no burst).
             start = self._next if now - self._next < max(interval, self.CATCH_UP) else now
             self._next = start + interval
-        self._count_start(now)
+        # ``_count_start(now)``, written out: this runs once per request.
+        if now < self._first_at:
+            self._first_at = now
+        demand_at = self._demand_at
+        if demand_at == -math.inf:
+            self._demand = 1.0 / self.TAU
+            self._demand_at = now
+        elif now > demand_at:
+            tau = self.TAU
+            self._demand = self._demand * math.exp((demand_at - now) / tau) + 1.0 / tau
+            self._demand_at = now
+        else:
+            self._demand += 1.0 / self.TAU
 
     def _head(self) -> _Waiter | None:
         """The waiter served next: polls first, but a bulk request after ``POLL_RUN`` polls."""
@@ -519,7 +532,21 @@ class _Slot:
         self._urgent = urgent
 
     async def __aenter__(self) -> None:
-        await self._budget.enter(self._urgent)
+        budget = self._budget
+        queues = budget._queues
+        # ``enter``'s uncontended path, without a coroutine of its own: no waiter, a place
+        # free and nothing to wait for (the usual case once the gentle start is over).
+        if not queues[0] and not queues[1] and budget._in_flight < budget._window:
+            now = budget._clock()
+            # ``_ready_at()``, written out
+            if budget._rate is None or budget._granted < budget._unpaced:
+                ready = now >= budget._paused_until
+            else:
+                ready = now >= budget._paused_until and now >= budget._next
+            if ready:
+                budget._grant(now)
+                return
+        await budget.enter(self._urgent)
 
     async def __aexit__(
         self,
@@ -527,4 +554,8 @@ class _Slot:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._budget._leave()
+        budget = self._budget
+        budget._in_flight -= 1  # ``_leave()``, written out
+        queues = budget._queues
+        if queues[0] or queues[1]:
+            budget._hand_off()
