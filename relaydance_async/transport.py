@@ -269,16 +269,21 @@ class AiohttpTransport:
         """Send one request; the answer's body is left unread."""
         session = self._session or self._open()
         body = request.body
-        source_failed: list[BaseException] = []
+        source_failed: list[BaseException] | None = None
         if body is not None and not isinstance(body, bytes):
+            source_failed = []
             body = _watched(body, source_failed)
+        if request.transfer or request.timeout is not None:
+            timeout = self._timeout_for(request)
+        else:
+            timeout = self._api_timeout  # an API call (a poll): the usual case
         try:
             response = await session.request(
                 request.method,
                 request.url,
                 headers=request.headers,
                 data=body,
-                timeout=self._timeout_for(request),
+                timeout=timeout,
                 # Never: a redirect could carry the key to another host or turn a submit
                 # into a GET; the request layer decides (downloads follow, stripping keys).
                 allow_redirects=False,

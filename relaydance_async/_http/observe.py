@@ -154,9 +154,14 @@ def observe_request(request: HTTPRequest) -> RequestObservation | None:
     The hot path: with no DEBUG logging and no tracing, a request costs one level check and
     one cached look-up, and no object.
     """
-    if http_log.isEnabledFor(logging.DEBUG) or tracer() is not None:
+    if http_log.isEnabledFor(logging.DEBUG):
         return RequestObservation(request)
-    return None
+    if _otel is None or (
+        # ``tracer()``'s cached answer "no tracer", looked at without calling it
+        _cached is None and _override is None and time.monotonic() - _checked_at < _RECHECK
+    ):
+        return None
+    return RequestObservation(request) if tracer() is not None else None
 
 
 class RequestObservation:

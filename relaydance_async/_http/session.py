@@ -59,6 +59,10 @@ from relaydance_async._sansio.retry import (
 from relaydance_async._sansio.settings import Limits, RetryPolicy
 from relaydance_async.transport import HTTPRequest, HTTPResponse, Transport, TransportError
 
+_scan_json: Callable[[str, int], tuple[Any, int]]
+_scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+"""``json.loads``'s scanner (its C one where built): ``(text, index) -> (value, end)``."""
+
 __all__ = ["Answer", "AttemptFailed", "BodyFactory", "CallOptions", "Requester"]
 
 log = logging.getLogger("relaydance_async.http")
@@ -453,9 +457,13 @@ class Requester:
             TransportError: No answer arrived.
             ClientStateError: The client is not open.
         """
-        if (self._root or self)._transport is None:
+        root = self._root or self
+        transport, budget = root._transport, root._budget
+        if transport is None:
             await self.ensure_open()
-        transport, budget = self._opened()
+            transport, budget = self._opened()
+        elif budget is None:  # pragma: no cover - open sets both; _opened says what is wrong
+            transport, budget = self._opened()
         async with budget.slot(kind):
             seen = observe_request(request)
             if seen is None:
@@ -469,8 +477,12 @@ class Requester:
                     seen.failed(error)
                     raise
                 seen.answered(response.status)
-        self._report(budget, response.status, response.headers)
-        return response.status, response.headers, body
+        status = response.status
+        if status == 429:
+            self._report(budget, status, response.headers)
+        else:
+            budget.on_success()
+        return status, response.headers, body
 
     async def read_capped(self, response: HTTPResponse, method: str, url: str) -> bytes:
         """The whole body, released after; one over ``max_answer_bytes`` is refused unread.
@@ -480,7 +492,11 @@ class Requester:
             TransportError: The connection broke or timed out while reading.
         """
         limit = self.limits.max_answer_bytes
-        length = get_header(response.headers, "content-length")
+        headers = response.headers
+        if type(headers) is CIMultiDictProxy:  # aiohttp's: looked up case-insensitively
+            length = headers.get("content-length")
+        else:
+            length = get_header(headers, "content-length")
         if length is not None and length.isdigit():
             if int(length) <= limit:  # the usual case: the framing bounds what is read
                 return await response.read()
@@ -538,7 +554,15 @@ class Requester:
         try:
             # The poll path's answer is UTF-8 JSON: decoding the text first skips json's
             # encoding sniffing; anything else (a BOM, UTF-16, no JSON) takes the general way.
-            answer = json.loads(body.decode())
+            text = body.decode()
+            try:
+                # ``json.loads(text)`` without its three Python layers and two whitespace
+                # matches: the C scanner, when the document fills the text exactly.
+                answer, end = _scan_json(text, 0)
+            except StopIteration:
+                end = -1
+            if end != len(text):  # whitespace around it, trailing data, or no JSON at all
+                answer = json.loads(text)
         except ValueError:
             answer = decode_json(body, method="GET", url=url, secrets=secrets)
         if type(headers) is CIMultiDictProxy and not (
