@@ -316,7 +316,10 @@ class VideoJob(JobHandleBase[Task]):
         else:
             with self._trace.polling():
                 task, after = await self._fetch(self._task.id)
-        self.update(task)
+        if task.status is self._task.status and not self._listeners and self._outcome is _PENDING:
+            self._task = task  # ``update(task)`` when nothing changed and nobody listens
+        else:
+            self.update(task)
         return task.status, task.progress, after
 
     def update(self, task: Task) -> None:

@@ -69,6 +69,8 @@ def _poll_after(after: float) -> float | None:
     return min(after, _MAX_POLL_AFTER)
 
 
+_IN_FLIGHT = Phase.IN_FLIGHT
+
 # Answers that no retry will change: the job fails with the error instead of polling on.
 _PERMANENT_STATUS = frozenset({400, 401, 403, 404})
 
@@ -111,6 +113,8 @@ class Scheduler:
         self.clock: Clock = clock or SystemClock()
         """The clock this scheduler and its jobs time and wait by."""
         self._leases: PollLeases = leases or LocalPollLeases()
+        self._asks_leases = type(self._leases) is not LocalPollLeases
+        """Whether to ask before each poll (``LocalPollLeases`` always says yes)."""
         learned = self._schedule.model
         for seen in history:
             if seen.phase == "run":
@@ -392,13 +396,15 @@ class Scheduler:
         """
         clock = self.clock
         schedule = self._schedule
+        sent: float | None = None
         try:
             while True:
-                await self._poll(entry)
+                # The clock is read once per poll: the answer's time is when the next due poll
+                # is looked for, and when that one is popped is when it is sent.
+                now = await self._poll(entry, sent)
                 if self._closed:
                     return
                 while True:
-                    now = clock.now()
                     popped = schedule.pop_due(now)
                     if popped is None:
                         due = schedule.next_due()
@@ -406,11 +412,13 @@ class Scheduler:
                             return
                         # Due in a moment: wait here rather than hand it back to the driver.
                         await clock.sleep(due - now)
+                        now = clock.now()
                         continue
                     action, entry = popped
                     if action is Action.POLL:
                         break
                     self._expire(entry, now)
+                sent = now
         finally:
             # The driver sleeps until the next due time it saw; wake it only if the heap now
             # holds something sooner (or it slept with no timer, every slot being taken).
@@ -418,14 +426,20 @@ class Scheduler:
             if due is not None and due < self._timer_due:
                 self._wakeup()
 
-    async def _poll(self, entry: Entry) -> None:
+    async def _poll(self, entry: Entry, sent: float | None = None) -> float:
+        """Poll ``entry`` once (``sent``: when it was popped; now if None) and record the answer.
+
+        Returns:
+            The clock time after the answer (or the failure) was recorded.
+        """
         job: ScheduledJob = entry.handle
         clock = self.clock
-        sent = clock.now()
-        if not self._leases.may_poll(entry.task_id):
+        if sent is None:
+            sent = clock.now()
+        if self._asks_leases and not self._leases.may_poll(entry.task_id):
             # Another process polls this task; its completion reaches us through the router.
             self._schedule.defer(entry, sent)
-            return
+            return sent
         self.polls_sent += 1
         left: list[float] = []
         mark = SENT_AT.set(left)
@@ -447,13 +461,14 @@ class Scheduler:
             # answer we could not parse) never fails a job: it is polled again later.
             self._retry_later(entry, exc)
         else:
-            if left and sent <= left[-1] <= clock.now():
+            now = clock.now()
+            if left and sent <= left[-1] <= now:
                 sent = left[-1]  # the status held when the poll left the budget, after its wait
-            if entry.phase is Phase.IN_FLIGHT:
+            if entry.phase is _IN_FLIGHT:
                 try:
                     done = self._schedule.on_task(
                         entry,
-                        clock.now(),
+                        now,
                         status,
                         progress,
                         sent,
@@ -465,8 +480,10 @@ class Scheduler:
                 else:
                     if done:
                         self._end(entry, None)
+            return now
         finally:
             SENT_AT.reset(mark)
+        return clock.now()
 
     def _fail(self, entry: Entry, exc: BaseException) -> None:
         if entry.phase is not Phase.DONE:

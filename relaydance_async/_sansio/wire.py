@@ -283,34 +283,46 @@ def _structure_task(obj: Any, _: Any = None) -> Task:
         raw_status = _str_or_none(raw_status)
     url = get("url")
     if type(url) is not str or not url:
-        url = (
-            _str_or_none(url)
-            or _str_or_none(get("result_url"))
-            or _str_or_none(metadata.get("url"))
-        )
+        result_url = get("result_url")
+        meta_url = metadata.get("url")
+        if url is None and result_url is None and meta_url is None:
+            pass  # a task still waiting: none of them, nothing to coerce
+        else:
+            url = _str_or_none(url) or _str_or_none(result_url) or _str_or_none(meta_url)
     fmt = get("format")
     model = get("model")
     progress = get("progress")
     failed = "fail_reason" in data or "error" in data
-    fields = (
-        task_id,
-        _STATUS_TABLE.get(raw_status) or TaskStatus.parse(raw_status),  # type: ignore[arg-type]
-        url,
-        fmt if type(fmt) is str and fmt else _str_or_none(fmt),
-        None if progress is None else _progress(progress),
-        _fail_reason(data) if failed else None,
-        model if type(model) is str and model else _str_or_none(model),
-    )
+    status = _STATUS_TABLE.get(raw_status) or TaskStatus.parse(raw_status)  # type: ignore[arg-type]
+    if type(fmt) is not str or not fmt:
+        fmt = _str_or_none(fmt)
+    if progress is not None:
+        progress = _progress(progress)
+    fail_reason = _fail_reason(data) if failed else None
+    if type(model) is not str or not model:
+        model = _str_or_none(model)
     if type(metadata) is dict and type(data) is dict:
         # Fresh from the JSON decoder and referenced nowhere else: wrapped, not copied.
         return _new_task(
-            *fields,
+            task_id,
+            status,
+            url,
+            fmt,
+            progress,
+            fail_reason,
+            model,
             MappingProxyType(metadata),
             raw_status or None,
             MappingProxyType(data),
         )
     return Task(
-        *fields,
+        task_id,
+        status,
+        url,
+        fmt,
+        progress,
+        fail_reason,
+        model,
         metadata=MappingProxyType(metadata) if type(metadata) is dict else metadata,
         raw_status=raw_status or None,
         raw=MappingProxyType(data) if type(data) is dict else data,

@@ -31,6 +31,8 @@ from relaydance_async.models import JobKind, TaskStatus
 
 __all__ = ["Action", "Entry", "Phase", "Schedule"]
 
+_TERMINAL = frozenset(status for status in TaskStatus if status.is_terminal)
+
 
 class Schedule:
     """The deadline heap and the policy's decisions (pure).
@@ -211,9 +213,10 @@ class Schedule:
         entry.errors = 0
         planner = self.planner
         planner.tick(now)
-        if status.is_terminal:
+        if status in _TERMINAL:
             planner.learn_end(entry, at, status)
-            self._replan(now)
+            if planner.should_replan():
+                self._replan(now)
             planner.detected(entry, at)
             entry.status = status
             self._finish(entry)
@@ -224,7 +227,8 @@ class Schedule:
             planner.transition(entry, at, previous, status)
         else:
             entry.n += 1
-        self._replan(now)
+        if planner.should_replan():  # rare; one comparison per answer, no pass over the heap
+            self._replan(now)
         if (
             status is TaskStatus.RUNNING
             and progress is not None
@@ -301,9 +305,8 @@ class Schedule:
         return backoff_delay(policy, entry.status, entry.n, self._rng.random())
 
     def _replan(self, now: float) -> None:
+        """Plan the waiting jobs again (``planner.should_replan()`` said so)."""
         planner = self.planner
-        if not planner.should_replan():
-            return  # the common case: one comparison per answer, no pass over the heap
         waiting = [
             entry
             for _, seq, entry in self._heap
