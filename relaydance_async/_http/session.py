@@ -484,8 +484,11 @@ class Requester:
             budget.on_success()
         return status, response.headers, body
 
-    async def read_capped(self, response: HTTPResponse, method: str, url: str) -> bytes:
+    def read_capped(self, response: HTTPResponse, method: str, url: str) -> Awaitable[bytes]:
         """The whole body, released after; one over ``max_answer_bytes`` is refused unread.
+
+        Returns an awaitable: in the usual case (a ``Content-Length`` within the cap) the
+        response's own ``read()``, with no coroutine of this layer around it.
 
         Raises:
             APIResponseValidationError: The body is larger than ``Limits.max_answer_bytes``.
@@ -497,9 +500,15 @@ class Requester:
             length = headers.get("content-length")
         else:
             length = get_header(headers, "content-length")
+        if length is not None and length.isdigit() and int(length) <= limit:
+            return response.read()  # the usual case: the framing bounds what is read
+        return self._read_within_cap(response, method, url, length, limit)
+
+    async def _read_within_cap(
+        self, response: HTTPResponse, method: str, url: str, length: str | None, limit: int
+    ) -> bytes:
+        """``read_capped`` for a body too large by its ``Content-Length``, or without one."""
         if length is not None and length.isdigit():
-            if int(length) <= limit:  # the usual case: the framing bounds what is read
-                return await response.read()
             await response.aclose()
             raise _too_large(method, url, limit)
         parts: list[bytes] = []
