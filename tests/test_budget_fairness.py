@@ -11,7 +11,7 @@ import asyncio
 import pytest
 
 from relaydance_async import Limits, RequestKind
-from relaydance_async._http.budget import FairTurns
+from relaydance_async._http.budget import SENT_AT, FairTurns
 from relaydance_async.clock import ManualClock
 from relaydance_async.coordination import LocalRequestBudget
 
@@ -109,3 +109,27 @@ async def test_fair_turns_serve_polls_first_with_a_share_for_bulk() -> None:
     turns.release()
     await asyncio.wait_for(asyncio.gather(*tasks), 5.0)
     assert order == ["poll"] * 3 + ["bulk"] + ["poll"] * 3 + ["bulk"] + ["poll"] * 2 + ["bulk"] * 2
+
+
+@pytest.mark.anyio
+async def test_a_place_handed_over_is_dated_for_the_request_that_gets_it() -> None:
+    """A leaving request hands its place to the waiter: the waiter's SENT_AT list is told."""
+    clock = ManualClock()
+    budget = LocalRequestBudget(Limits(requests_per_second=RATE, max_in_flight=1), clock=clock)
+
+    async def hold(seconds: float) -> list[float]:
+        left: list[float] = []
+        SENT_AT.set(left)  # this task's own context
+        async with budget.slot(RequestKind.READ):
+            await clock.sleep(seconds)
+        return left
+
+    first = asyncio.ensure_future(hold(1.0))
+    second = asyncio.ensure_future(hold(1.0))
+    await clock.advance(0.0)
+    await clock.advance(1.0)  # the first leaves; its place goes to the second at once
+    await clock.advance(1.0)
+    assert first.done()
+    assert second.done()
+    assert first.result() == [0.0]
+    assert second.result() == [1.0]

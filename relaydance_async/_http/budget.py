@@ -392,9 +392,9 @@ class LocalRequestBudget:
         if not queues[0] and not queues[1] and self._in_flight < self._window:
             now = self._clock()
             if now >= self._ready_at():  # the uncontended path: no waiter, nothing to wait for
-                self._grant(now)
+                self._grant(now, SENT_AT.get())
                 return
-        me = _Waiter()
+        me = _Waiter(SENT_AT.get())
         queues[urgent].append(me)
         try:
             while not me.granted:
@@ -432,9 +432,12 @@ class LocalRequestBudget:
             return self._paused_until
         return max(self._paused_until, self._next)
 
-    def _grant(self, now: float) -> None:
-        """Book the instant ``now`` (the head's instant has come) for one more request."""
-        sent = SENT_AT.get()
+    def _grant(self, now: float, sent: list[float] | None) -> None:
+        """Book the instant ``now`` (the head's instant has come) for one more request.
+
+        ``sent`` is the ``SENT_AT`` list of the request that gets the place (its own task's,
+        or a waiter's when a leaving request hands the place over), told ``now``.
+        """
         if sent is not None:
             sent.append(now)
         self._in_flight += 1
@@ -481,7 +484,7 @@ class LocalRequestBudget:
             head = bulk.popleft()
             self._passed = 0
         head.granted = True
-        self._grant(now)
+        self._grant(now, head.sent)
         return head
 
     def _hand_off(self) -> None:
@@ -514,12 +517,14 @@ class LocalRequestBudget:
 
 
 class _Waiter:
-    __slots__ = ("event", "granted")
+    __slots__ = ("event", "granted", "sent")
 
-    def __init__(self) -> None:
+    def __init__(self, sent: list[float] | None) -> None:
         self.event: anyio.Event | None = None
         self.granted = False
         """Handed a place (``_hand_off``): it goes without looking again."""
+        self.sent = sent
+        """Its task's ``SENT_AT`` list: the place may be handed over in another task."""
 
 
 class _Slot:
@@ -544,7 +549,7 @@ class _Slot:
             else:
                 ready = now >= budget._paused_until and now >= budget._next
             if ready:
-                budget._grant(now)
+                budget._grant(now, SENT_AT.get())
                 return
         await budget.enter(self._urgent)
 
