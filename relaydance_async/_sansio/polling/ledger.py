@@ -147,7 +147,7 @@ class LagLedger:
     Args:
         lam: Starting ``λ``.
         mu: Starting ``μ``.
-        margin: How far inside the median's promise to aim (relative: 0.2 aims at 0.4).
+        margin: How far inside the median's promise to aim (relative: 0.25 aims at 0.375).
         bound_margin: The same for the bound (0.3 aims at 0.035): its share is a tail's, seen
             on a few jobs in twenty, so it is held further inside.
         window: Memory of the correction, in detected jobs per kind.
@@ -172,7 +172,7 @@ class LagLedger:
         lam: float = 8.0,
         mu: float = 25.0,
         *,
-        margin: float = 0.2,
+        margin: float = 0.25,
         bound_margin: float = 0.3,
         window: int = 300,
     ) -> None:
