@@ -125,3 +125,21 @@ def test_the_ledger_raises_its_prices_when_the_plan_breaks_the_promise() -> None
     ledger.refresh(inside)
     assert ledger.lam < 8.0
     assert ledger.mu < 25.0
+
+
+def test_a_job_placed_from_its_progress_hints_is_judged_by_where_they_put_its_end() -> None:
+    """A poll placed just after a hinted end is not read as an end anywhere in its gap."""
+    from relaydance_async._sansio.polling.ledger import Walk
+
+    walks = [("k", 1.0, Walk(5.0, 0.3, 0.02, 8.0, 25.0))]
+    uniform, hinted = LagLedger(lam=8.0, mu=25.0), LagLedger(lam=8.0, mu=25.0)
+    for ledger in (uniform, hinted):
+        ledger.refresh(walks)
+    for _ in range(50):
+        uniform.detected("k", 8.0, 2.5, 9.5)
+        hinted.detected("k", 8.0, 2.5, 9.5, (0.05, 0.0))
+    uniform.refresh(walks)
+    hinted.refresh(walks)
+    assert uniform.share_t > 0.5
+    assert hinted.share_t < 0.2
+    assert hinted.lam < uniform.lam

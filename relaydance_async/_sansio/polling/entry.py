@@ -45,6 +45,8 @@ class Entry:
         "kind",
         "last_poll",
         "n",
+        "odds_b",
+        "odds_t",
         "phase",
         "placed",
         "probe",
@@ -88,6 +90,9 @@ class Entry:
         """Polls that have seen the current status."""
         self.errors = 0
         """Consecutive transient poll failures."""
+        self.odds_t = self.odds_b = math.nan
+        """When its last gap was placed from progress hints: the odds that its lag, should it
+        end in that gap, exceeds the target and the bound (NaN otherwise)."""
         self.last_poll = submitted_at
         """When the last answered poll was sent (submit time before any)."""
         self.run_lo = math.nan

@@ -198,18 +198,25 @@ class LagLedger:
         gap: float,
         target: float,
         bound: float,
+        odds: tuple[float, float] = (math.nan, math.nan),
     ) -> None:
         """A job of ``kind`` was detected at the end of a ``gap``-second gap.
 
         Where in the gap it ended is unknown: taken as uniform, its lag was over the target with
         probability ``(gap - target) / gap`` (and likewise for the bound). The excess of that
         over the kind's walk, averaged over recent jobs, corrects the walk in ``refresh``.
+        When the gap was placed from the job's progress hints, ``odds`` gives those two
+        probabilities from where the hints put its end: a poll placed just after a hinted end
+        would otherwise count as if the end could lie anywhere in the gap.
         """
         known = self.walks.get(kind)
         if known is None or not gap > 0.0:
             return
-        over_t = max(0.0, gap - target) / gap
-        over_b = max(0.0, gap - bound) / gap
+        if math.isnan(odds[0]):
+            over_t = max(0.0, gap - target) / gap
+            over_b = max(0.0, gap - bound) / gap
+        else:
+            over_t, over_b = odds
         bias = self._bias.get(kind)
         if bias is None:
             bias = self._bias[kind] = [0.0, 0.0, 0.0]

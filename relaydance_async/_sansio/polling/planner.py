@@ -120,7 +120,11 @@ class Planner:
         """A job was seen final at a poll sent at ``at``: its last gap tells its likely lag."""
         if entry.placed and not entry.webhook:
             self.ledger.detected(
-                entry.kind, at - entry.last_poll, self.policy.target_lag, self.policy.max_lag
+                entry.kind,
+                at - entry.last_poll,
+                self.policy.target_lag,
+                self.policy.max_lag,
+                (entry.odds_t, entry.odds_b),
             )
 
     def censor(self, entry: Entry, run: bool, elapsed: float) -> None:
@@ -249,6 +253,7 @@ class Planner:
             if short < 1.0:
                 short = max(short, _FLOOR / target)
                 target, bound, cap = target * short, bound * short, cap * short
+        hinted = False
         if entry.status is TaskStatus.SUBMITTED:
             if run is None or queue is None or math.isnan(entry.submitted_at):
                 return None
@@ -271,7 +276,6 @@ class Planner:
             elapsed = at - start
             # The run's start is known only to within the gap around it: widen the prediction.
             dist = run.widened(spread) if run is not None else None
-            hinted = False
             if policy.use_progress and progress is not None:
                 estimate = self._with_progress(entry, dist, at, elapsed, width, progress)
                 if estimate is not None:
@@ -293,6 +297,11 @@ class Planner:
         choice = choose_gap(
             rem, target=target, bound=bound, cap=max(cap, target), lam=ledger.lam, mu=ledger.mu
         )
+        if hinted and choice.p_end > 1e-9:
+            entry.odds_t = choice.p_target / choice.p_end
+            entry.odds_b = choice.p_bound / choice.p_end
+        else:
+            entry.odds_t = entry.odds_b = math.nan
         return choice.gap
 
     def tick(self, now: float) -> None:
