@@ -17,7 +17,7 @@ reports that as ``APIResponseValidationError``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType, MemberDescriptorType
 from typing import Any
 
@@ -301,31 +301,12 @@ def _structure_task(obj: Any, _: Any = None) -> Task:
     fail_reason = _fail_reason(data) if failed else None
     if type(model) is not str or not model:
         model = _str_or_none(model)
+    make: Callable[..., Task] = Task
     if type(metadata) is dict and type(data) is dict:
         # Fresh from the JSON decoder and referenced nowhere else: wrapped, not copied.
-        return _new_task(
-            task_id,
-            status,
-            url,
-            fmt,
-            progress,
-            fail_reason,
-            model,
-            MappingProxyType(metadata),
-            raw_status or None,
-            MappingProxyType(data),
-        )
-    return Task(
-        task_id,
-        status,
-        url,
-        fmt,
-        progress,
-        fail_reason,
-        model,
-        metadata=MappingProxyType(metadata) if type(metadata) is dict else metadata,
-        raw_status=raw_status or None,
-        raw=MappingProxyType(data) if type(data) is dict else data,
+        make, metadata, data = _new_task, MappingProxyType(metadata), MappingProxyType(data)
+    return make(
+        task_id, status, url, fmt, progress, fail_reason, model, metadata, raw_status or None, data
     )
 
 

@@ -101,7 +101,7 @@ class MixedRemaining:
     late makes the long medians likelier.
     """
 
-    __slots__ = ("_parts", "elapsed", "f0")
+    __slots__ = ("_parts", "elapsed")
 
     def __init__(
         self, parts: Sequence[tuple[float, LogNormal]], elapsed: float, hazard: float = 0.0
@@ -116,7 +116,6 @@ class MixedRemaining:
                 rems.append((alive, rem))
                 total += alive
         self._parts = [(a / total, r) for a, r in rems] if total > 0.0 else []
-        self.f0 = 1.0 if not self._parts else 0.0
 
     @property
     def late(self) -> bool:
@@ -126,10 +125,6 @@ class MixedRemaining:
     def m(self, x: float) -> float:
         """P(the job ends within ``x`` more seconds | it has not ended yet)."""
         return sum(w * r.m(x) for w, r in self._parts) if self._parts else 1.0
-
-    def covered(self, g: float) -> float:
-        """Expected seconds the job stays alive within the next ``g``."""
-        return sum(w * r.covered(g) for w, r in self._parts)
 
     def m_and_covered(self, g: float) -> tuple[float, float]:
         """``(m(g), covered(g))``."""
