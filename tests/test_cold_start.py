@@ -118,11 +118,12 @@ def test_a_kinds_first_ends_replan_its_waiting_jobs() -> None:
     planner = schedule.planner
     entries = [schedule.add(str(i), 0.0, kind=KIND, handle=i) for i in range(400)]
     assert planner.model.run_parts(KIND) is not None
-    # Everything still running for 100 s: the kind's law moves past that, polls spread.
+    # Queued for about the prior's 10 s (the provider's speed as the prior says), then
+    # everything still running at 100 s: the kind's law moves past that, polls spread.
     while (due := schedule.next_due()) is not None and due < 100.0:
         popped = schedule.pop_due(due)
         assert popped is not None
-        schedule.on_task(popped[1], due, TaskStatus.RUNNING)
+        schedule.on_task(popped[1], due, TaskStatus.SUBMITTED if due < 10.0 else TaskStatus.RUNNING)
     waiting_due = {e.task_id: e.due for e in entries if e.phase.name == "WAITING"}
     assert min(waiting_due.values()) > 100.0
     # Then runs end at their next polls: the kind's law firms, and its waiting jobs move.
@@ -152,3 +153,33 @@ def test_unchecked_walks_may_raise_the_prices_never_lower_them() -> None:
         ledger.refresh([("k", 1.0, Walk(5.0, 0.05, 0.001, 8.0, 25.0))])
     assert ledger.lam == LAM_FLOOR
     assert ledger.mu < 25.0
+
+
+def test_a_kinds_first_run_is_read_at_the_provider_speed_the_others_showed() -> None:
+    """A provider 60x faster than the prior (an emulator's clock): queues show it first.
+
+    The first run to end of a kind still in its cold mixture must be read against that speed,
+    not against the prior's: read against the prior it came out 7x slower than it was, and
+    every cold kind then waited ~10 s for a job that lasted 3 (the README's first command).
+    """
+    from relaydance_async._sansio.polling.fit import prior_queue, prior_run
+    from relaydance_async._sansio.polling.timing import TimingModel
+
+    fast = math.log(1 / 60)
+    a = JobKind("doubao-seedance-2-0-fast-260128", "720p", 5)
+    model = TimingModel(prior_scale=1.0)
+    queue = prior_queue(1.0).median / 60
+    for kind in (a, KIND):
+        for _ in range(10):
+            model.observe_span(kind, "queue", 0.8 * queue, 1.2 * queue)
+    assert abs(model.speed[0] - fast) < 0.3
+    for kind in (a, KIND):
+        assert model.run(kind) is not None  # the cold mixture is what the planner reads
+        for _ in range(3):
+            model.censor(kind, "run", None, 0.3 * prior_run(kind, 1.0).median / 60)
+    run = prior_run(a, 1.0).median / 60
+    model.observe_span(a, "run", 0.9 * run, 1.1 * run)
+    assert abs(model.speed[1] - fast) < 0.3
+    law = model.run(KIND)
+    assert law is not None
+    assert law.median < 2.0 * prior_run(KIND, 1.0).median / 60

@@ -116,6 +116,13 @@ class TimingModel:
         """
         stats = self._stats(kind)
         fit = stats.run if phase == "run" else stats.queue
+        # The fit leans on the prior moved by the provider's speed as it stands now. A kind
+        # still in its cold mixture never set that shift: its first run, read against the
+        # prior's own speed, came out 7x slower than an emulator's clock made it, every kind
+        # learned that speed from it, and each then waited ~10 s for jobs that lasted 3 (the
+        # README's first command). Not this kind's cold mixture either: a burst's survivors
+        # read through the prior's wide spread put its median far too late.
+        fit.shift = self._speed[1] if phase == "run" else self._speed[0]
         law = fit.dist(self.min_samples)
         fit.add_span(lo, hi)
         fit.dist(self.min_samples)
