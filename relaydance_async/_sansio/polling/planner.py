@@ -48,8 +48,10 @@ _EDGE = 0.4
 """A queued job may jump as far as this quantile of its end (a short job's whole life: jobs of
 ten seconds are best seen first where a good share of them has ended, not every ``max_lag``
 while the run's start is pinned down)."""
-_COHORT = 150
-"""Latest jobs submitted that the provider's drift is measured on."""
+_COHORT = 400
+"""Latest jobs submitted that the provider's drift is measured on. In a stream of jobs lasting
+minutes, the latest 150 had seen a handful of runs end, and the drift's prior held it at half a
+slowdown; 400 reach back far enough for long runs to have ended."""
 _DRIFT_EVERY = 50
 """Answers between two measures of the drift."""
 _PROBES = 16

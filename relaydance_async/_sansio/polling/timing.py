@@ -30,6 +30,8 @@ __all__ = ["LogNormal", "TimingModel"]
 
 _DRIFT_AFTER = 20
 """Jobs of a kind seen before its landings count towards (and follow) the provider's drift."""
+_DEDRIFT = 0.2
+"""A run drift (log-factor) beyond which runs are folded into their fit at the usual speed."""
 _TAU_PROVIDER = 1.2
 """Log-space uncertainty of the provider's speed before anything finished (a factor of 3.3)."""
 _TAU_KIND = 0.4
@@ -124,7 +126,18 @@ class TimingModel:
         # read through the prior's wide spread put its median far too late.
         fit.shift = self._speed[1] if phase == "run" else self._speed[0]
         law = fit.dist(self.min_samples)
-        fit.add_span(lo, hi)
+        drift = self.drifts[1] if phase == "run" else 0.0
+        if abs(drift) > _DEDRIFT and fit.seen >= _DRIFT_AFTER:
+            # The fit keeps the kind's own shape at the provider's usual speed; the drift says
+            # how far the latest jobs stray from it. Folded in raw, a slowdown's jobs widen the
+            # fit into both regimes (σ 0.18 -> 0.44 after a 2x slowdown) for as long as the
+            # window remembers the first, and the drift measured against that fit falls short.
+            # Only a clear drift: the noise of a steady provider's (±0.05) stays out of the fits.
+            # (Queues are left raw: their spans are mostly open below, their drift too noisy.)
+            scale = math.exp(-drift)
+            fit.add_span(lo * scale, hi * scale)
+        else:
+            fit.add_span(lo, hi)
         fit.dist(self.min_samples)
         self._respeed()
         if self.observer is not None and hi > 0.0:
