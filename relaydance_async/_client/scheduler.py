@@ -16,7 +16,13 @@ import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from relaydance_async._client.jobs import JobHandleBase, PollFetch, ScheduledJob, VideoJob
+from relaydance_async._client.jobs import (
+    JobHandleBase,
+    PollFetch,
+    Reading,
+    ScheduledJob,
+    VideoJob,
+)
 from relaydance_async._http.budget import SENT_AT
 from relaydance_async._sansio.polling.policy import PollPolicy
 from relaydance_async._sansio.polling.schedule import Action, Entry, Phase, Schedule
@@ -392,16 +398,36 @@ class Scheduler:
         """Poll ``entry``, then whatever else is due, in this one task (a pool worker).
 
         Reusing the task for the next due poll, instead of waking the driver to start a new
-        task for it, keeps the per-poll cost of the scheduler small on a busy client.
+        task for it, keeps the per-poll cost of the scheduler small on a busy client. The poll's
+        read is awaited here, not in a coroutine of its own (one frame fewer for every resume
+        on the way): recording its outcome (``_answered``, ``_failed``) is plain calls.
         """
         clock = self.clock
         schedule = self._schedule
-        sent: float | None = None
+        sent = clock.now()
         try:
             while True:
                 # The clock is read once per poll: the answer's time is when the next due poll
                 # is looked for, and when that one is popped is when it is sent.
-                now = await self._poll(entry, sent)
+                if self._asks_leases and not self._leases.may_poll(entry.task_id):
+                    # Another process polls this task; its completion reaches us through the
+                    # router.
+                    schedule.defer(entry, sent)
+                    now = sent
+                else:
+                    self.polls_sent += 1
+                    left: list[float] = []
+                    mark = SENT_AT.set(left)
+                    try:
+                        reading = await entry.handle.read()
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        now = self._failed(entry, exc)
+                    else:
+                        now = self._answered(entry, reading, sent, left)
+                    finally:
+                        SENT_AT.reset(mark)
                 if self._closed:
                     return
                 while True:
@@ -426,64 +452,51 @@ class Scheduler:
             if due is not None and due < self._timer_due:
                 self._wakeup()
 
-    async def _poll(self, entry: Entry, sent: float | None = None) -> float:
-        """Poll ``entry`` once (``sent``: when it was popped; now if None) and record the answer.
+    def _answered(self, entry: Entry, reading: Reading, sent: float, left: list[float]) -> float:
+        """Record the answer of a poll popped at ``sent`` (``left``: its ``SENT_AT`` list).
 
         Returns:
-            The clock time after the answer (or the failure) was recorded.
+            The clock time the answer was recorded at.
         """
-        job: ScheduledJob = entry.handle
-        clock = self.clock
-        if sent is None:
-            sent = clock.now()
-        if self._asks_leases and not self._leases.may_poll(entry.task_id):
-            # Another process polls this task; its completion reaches us through the router.
-            self._schedule.defer(entry, sent)
-            return sent
-        self.polls_sent += 1
-        left: list[float] = []
-        mark = SENT_AT.set(left)
-        try:
-            status, progress, after = await job.read()
-        except asyncio.CancelledError:
-            raise
-        except (NotFoundError, ClientStateError) as exc:
-            self._fail(entry, exc)
-        except RateLimitError as exc:
-            self._retry_in_place(entry, exc)
-        except APIStatusError as exc:
-            if exc.status_code in _PERMANENT_STATUS:
+        now = self.clock.now()
+        if left and sent <= left[-1] <= now:
+            sent = left[-1]  # the status held when the poll left the budget, after its wait
+        if entry.phase is _IN_FLIGHT:
+            status, progress, after = reading
+            try:
+                done = self._schedule.on_task(
+                    entry,
+                    now,
+                    status,
+                    progress,
+                    sent,
+                    after=None if after is None else _poll_after(after),
+                )
+            except Exception as exc:  # pragma: no cover - a bug must not hang the job
+                log.exception("could not record the answer for task %s", entry.task_id)
                 self._fail(entry, exc)
             else:
-                self._retry_later(entry, exc)
-        except Exception as exc:
+                if done:
+                    self._end(entry, None)
+        return now
+
+    def _failed(self, entry: Entry, exc: Exception) -> float:
+        """Record a poll that raised ``exc``: end the job, or poll it again later.
+
+        Returns:
+            The clock time after the failure was recorded.
+        """
+        if isinstance(exc, (NotFoundError, ClientStateError)):
+            self._fail(entry, exc)
+        elif isinstance(exc, RateLimitError):
+            self._retry_in_place(entry, exc)
+        elif isinstance(exc, APIStatusError) and exc.status_code in _PERMANENT_STATUS:
+            self._fail(entry, exc)
+        else:
             # Transient trouble (5xx, 429 beyond the budget's patience, resets, timeouts, an
             # answer we could not parse) never fails a job: it is polled again later.
             self._retry_later(entry, exc)
-        else:
-            now = clock.now()
-            if left and sent <= left[-1] <= now:
-                sent = left[-1]  # the status held when the poll left the budget, after its wait
-            if entry.phase is _IN_FLIGHT:
-                try:
-                    done = self._schedule.on_task(
-                        entry,
-                        now,
-                        status,
-                        progress,
-                        sent,
-                        after=None if after is None else _poll_after(after),
-                    )
-                except Exception as exc:  # pragma: no cover - a bug must not hang the job
-                    log.exception("could not record the answer for task %s", entry.task_id)
-                    self._fail(entry, exc)
-                else:
-                    if done:
-                        self._end(entry, None)
-            return now
-        finally:
-            SENT_AT.reset(mark)
-        return clock.now()
+        return self.clock.now()
 
     def _fail(self, entry: Entry, exc: BaseException) -> None:
         if entry.phase is not Phase.DONE:

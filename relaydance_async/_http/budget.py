@@ -536,11 +536,16 @@ class _Slot:
         self._budget = budget
         self._urgent = urgent
 
-    async def __aenter__(self) -> None:
+    def enter_now(self) -> bool:
+        """Take a place at once if nothing is to be waited for; whether one was taken.
+
+        ``enter``'s uncontended path as a plain call (no waiter, a place free, the pacing and any
+        pause past): the usual case once the gentle start is over. The request layer takes it
+        before falling back to ``async with``, which spares the two coroutines of the protocol;
+        a place taken here is given back with ``leave()``.
+        """
         budget = self._budget
         queues = budget._queues
-        # ``enter``'s uncontended path, without a coroutine of its own: no waiter, a place
-        # free and nothing to wait for (the usual case once the gentle start is over).
         if not queues[0] and not queues[1] and budget._in_flight < budget._window:
             now = budget._clock()
             # ``_ready_at()``, written out
@@ -550,8 +555,20 @@ class _Slot:
                 ready = now >= budget._paused_until and now >= budget._next
             if ready:
                 budget._grant(now, SENT_AT.get())
-                return
-        await budget.enter(self._urgent)
+                return True
+        return False
+
+    def leave(self) -> None:
+        """Give back a place taken with ``enter_now()`` (or ``async with``), however it ended."""
+        budget = self._budget
+        budget._in_flight -= 1  # ``_leave()``, written out
+        queues = budget._queues
+        if queues[0] or queues[1]:
+            budget._hand_off()
+
+    async def __aenter__(self) -> None:
+        if not self.enter_now():
+            await self._budget.enter(self._urgent)
 
     async def __aexit__(
         self,
@@ -559,8 +576,4 @@ class _Slot:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        budget = self._budget
-        budget._in_flight -= 1  # ``_leave()``, written out
-        queues = budget._queues
-        if queues[0] or queues[1]:
-            budget._hand_off()
+        self.leave()
