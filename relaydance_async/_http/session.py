@@ -36,8 +36,8 @@ import attrs
 from multidict import CIMultiDictProxy
 
 from relaydance_async import exceptions as exc
-from relaydance_async._http.budget import RequestBudget
-from relaydance_async._http.observe import observe_request
+from relaydance_async._http.budget import RequestBudget, _Slot
+from relaydance_async._http.observe import RequestObservation, observe_request
 from relaydance_async._sansio.protocol import (
     RequestSpec,
     UncertainCreate,
@@ -73,6 +73,8 @@ BodyFactory = Callable[[], AsyncIterable[bytes]]
 
 _EMPTY: Mapping[str, Any] = {}
 _DEFAULT_LIMITS = Limits()
+_POLL_REQUESTS = 1024
+"""Paths whose poll request ``Requester`` keeps built (emptied when full)."""
 _PROVIDER_KINDS = frozenset({RequestKind.PROVIDER_IDEMPOTENT, RequestKind.PROVIDER_CREATE})
 
 
@@ -319,6 +321,8 @@ class Requester:
             **self._headers,
             "Content-Type": "application/json",
         }
+        self._polls: dict[str, HTTPRequest] = {}
+        """The poll request of each path polled lately (``_poll_request``)."""
         self._public_headers: Mapping[str, str] = {"User-Agent": user_agent}
         self._download_headers: Mapping[str, str] = {
             "Authorization": self._headers["Authorization"],
@@ -464,25 +468,46 @@ class Requester:
             transport, budget = self._opened()
         elif budget is None:  # pragma: no cover - open sets both; _opened says what is wrong
             transport, budget = self._opened()
-        async with budget.slot(kind):
-            seen = observe_request(request)
-            if seen is None:
-                response = await transport.send(request)
-                body = await self.read_capped(response, request.method, request.url)
-            else:
-                try:
+        slot = budget.slot(kind)
+        if type(slot) is _Slot and slot.enter_now():
+            # The usual case: a local budget with a place free now, taken and given back by
+            # plain calls (``async with`` would add two coroutines to every request).
+            try:
+                seen = observe_request(request)
+                if seen is None:
                     response = await transport.send(request)
                     body = await self.read_capped(response, request.method, request.url)
-                except BaseException as error:
-                    seen.failed(error)
-                    raise
-                seen.answered(response.status)
+                else:
+                    response, body = await self._send_observed(seen, transport, request)
+            finally:
+                slot.leave()
+        else:
+            async with slot:
+                seen = observe_request(request)
+                if seen is None:
+                    response = await transport.send(request)
+                    body = await self.read_capped(response, request.method, request.url)
+                else:
+                    response, body = await self._send_observed(seen, transport, request)
         status = response.status
         if status == 429:
             self._report(budget, status, response.headers)
         else:
             budget.on_success()
         return status, response.headers, body
+
+    async def _send_observed(
+        self, seen: RequestObservation, transport: Transport, request: HTTPRequest
+    ) -> tuple[HTTPResponse, bytes]:
+        """``send_once``'s exchange, logged and traced as ``seen`` (DEBUG logging or tracing)."""
+        try:
+            response = await transport.send(request)
+            body = await self.read_capped(response, request.method, request.url)
+        except BaseException as error:
+            seen.failed(error)
+            raise
+        seen.answered(response.status)
+        return response, body
 
     def read_capped(self, response: HTTPResponse, method: str, url: str) -> Awaitable[bytes]:
         """The whole body, released after; one over ``max_answer_bytes`` is refused unread.
@@ -548,12 +573,37 @@ class Requester:
             APIConnectionError: No answer.
             APIResponseValidationError: The answer was not JSON.
         """
-        url = self._base_url + path
+        request = self._polls.get(path)
+        if request is None:
+            request = self._poll_request(path)
+        url = request.url
         secrets = self._secrets
+        root = self._root or self
+        transport, budget = root._transport, root._budget
         try:
-            status, headers, body = await self.send_once(
-                HTTPRequest.get(url, self._headers), RequestKind.READ
-            )
+            slot = None if budget is None else budget.slot(RequestKind.READ)
+            if (
+                transport is None
+                or budget is None
+                or not (type(slot) is _Slot and slot.enter_now())
+            ):
+                status, headers, body = await self.send_once(request, RequestKind.READ)
+            else:
+                # ``send_once``'s usual case written out: a coroutine fewer on every poll.
+                try:
+                    seen = observe_request(request)
+                    if seen is None:
+                        response = await transport.send(request)
+                        body = await self.read_capped(response, "GET", url)
+                    else:
+                        response, body = await self._send_observed(seen, transport, request)
+                finally:
+                    slot.leave()
+                status, headers = response.status, response.headers
+                if status == 429:
+                    self._report(budget, status, headers)
+                else:
+                    budget.on_success()
         except TransportError as error:
             raise connection_error(error, "GET", url, secrets) from error
         if status >= 300:
@@ -579,6 +629,17 @@ class Requester:
         ):
             return answer, None  # aiohttp's headers, looked up case-insensitively: no hint
         return answer, parse_retry_after(headers, self._clock())
+
+    def _poll_request(self, path: str) -> HTTPRequest:
+        """The ``GET`` of ``path`` with the API's headers, kept for the next poll of ``path``.
+
+        A request is immutable, and a job polls one path many times: built once, not per poll.
+        The cache is emptied when it reaches ``_POLL_REQUESTS`` paths (finished jobs' paths go).
+        """
+        if len(self._polls) >= _POLL_REQUESTS:
+            self._polls.clear()
+        request = self._polls[path] = HTTPRequest.get(self._base_url + path, self._headers)
+        return request
 
     @asynccontextmanager
     async def stream(self, request: HTTPRequest, *, budgeted: bool) -> AsyncIterator[HTTPResponse]:
