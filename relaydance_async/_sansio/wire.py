@@ -17,7 +17,7 @@ reports that as ``APIResponseValidationError``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType, MemberDescriptorType
 from typing import Any
 
@@ -224,46 +224,8 @@ if _TASK_SETTERS is not None and len(_TASK_SETTERS) != 10:  # pragma: no cover -
     _TASK_SETTERS = None
 
 
-def _new_task(
-    task_id: str,
-    status: TaskStatus,
-    url: str | None,
-    fmt: str | None,
-    progress: float | None,
-    fail_reason: str | None,
-    model: str | None,
-    metadata: MappingProxyType[str, Any],
-    raw_status: str | None,
-    raw: MappingProxyType[str, Any],
-) -> Task:
-    """``Task(...)`` from final values (read-only mappings), its slots filled directly.
-
-    attrs' ``__init__``, converters and frozen ``__setattr__`` are skipped: the poll path's hot
-    spot.
-
-    ``tests/test_wire_fast_task.py`` checks that this agrees with ``Task(...)`` field for field.
-    """
-    setters = _TASK_SETTERS
-    if setters is None:  # pragma: no cover - a Task without plain slots: the general way
-        return Task(
-            task_id, status, url, fmt, progress, fail_reason, model, metadata, raw_status, raw
-        )
-    task = _object_new(Task)
-    s_id, s_status, s_url, s_fmt, s_progress, s_fail, s_model, s_meta, s_raw_status, s_raw = setters
-    s_id(task, task_id)
-    s_status(task, status)
-    s_url(task, url)
-    s_fmt(task, fmt)
-    s_progress(task, progress)
-    s_fail(task, fail_reason)
-    s_model(task, model)
-    s_meta(task, metadata)
-    s_raw_status(task, raw_status)
-    s_raw(task, raw)
-    return task
-
-
-def _structure_task(obj: Any, _: Any = None) -> Task:
+def task_from_wire(obj: Any) -> Task:
+    """A ``Task`` from a submit or retrieve answer (or a webhook body), in any variant shape."""
     # On the poll path: plain-string fields skip the general coercion helper, and a plain dict
     # (what the JSON decoder gives) skips the abstract ``Mapping`` checks.
     data = obj if type(obj) is dict and not ("data" in obj and "code" in obj) else unwrap(obj)
@@ -301,13 +263,34 @@ def _structure_task(obj: Any, _: Any = None) -> Task:
     fail_reason = _fail_reason(data) if failed else None
     if type(model) is not str or not model:
         model = _str_or_none(model)
-    make: Callable[..., Task] = Task
-    if type(metadata) is dict and type(data) is dict:
-        # Fresh from the JSON decoder and referenced nowhere else: wrapped, not copied.
-        make, metadata, data = _new_task, MappingProxyType(metadata), MappingProxyType(data)
-    return make(
+    setters = _TASK_SETTERS
+    if type(metadata) is dict and type(data) is dict and setters is not None:
+        # Fresh from the JSON decoder and referenced nowhere else: wrapped, not copied; and the
+        # values are final, so the slots are filled directly: attrs' ``__init__``, converters
+        # and frozen ``__setattr__`` are skipped (the poll path's hot spot).
+        # ``tests/test_wire_fast_task.py`` checks that this agrees with ``Task(...)``.
+        task = _object_new(Task)
+        s_id, s_status, s_url, s_fmt, s_progress, s_fail, s_model, s_meta, s_raw_status, s_raw = (
+            setters
+        )
+        s_id(task, task_id)
+        s_status(task, status)
+        s_url(task, url)
+        s_fmt(task, fmt)
+        s_progress(task, progress)
+        s_fail(task, fail_reason)
+        s_model(task, model)
+        s_meta(task, MappingProxyType(metadata))
+        s_raw_status(task, raw_status or None)
+        s_raw(task, MappingProxyType(data))
+        return task
+    return Task(
         task_id, status, url, fmt, progress, fail_reason, model, metadata, raw_status or None, data
     )
+
+
+def _structure_task(obj: Any, _: Any = None) -> Task:
+    return task_from_wire(obj)  # the converter's hook for Task
 
 
 def _structure_model(obj: Any, _: Any = None) -> Model:
@@ -362,11 +345,6 @@ def _list_of(obj: Any) -> list[Any]:
     if not isinstance(data, list):
         raise ValueError("expected a list answer (``{'data': [...]}``)")
     return data
-
-
-def task_from_wire(obj: Any) -> Task:
-    """A ``Task`` from a submit or retrieve answer (or a webhook body), in any variant shape."""
-    return _structure_task(obj)  # the converter's hook for Task, without its dispatch (poll path)
 
 
 def uploaded_file_from_wire(obj: Any) -> UploadedFile:
