@@ -405,6 +405,10 @@ class Scheduler:
         clock = self.clock
         schedule = self._schedule
         sent = clock.now()
+        # Where the budget dates each poll's departure (``SENT_AT``), emptied before each poll:
+        # set once in this task's own context, not set and reset around every poll.
+        left: list[float] = []
+        SENT_AT.set(left)
         try:
             while True:
                 # The clock is read once per poll: the answer's time is when the next due poll
@@ -416,8 +420,8 @@ class Scheduler:
                     now = sent
                 else:
                     self.polls_sent += 1
-                    left: list[float] = []
-                    mark = SENT_AT.set(left)
+                    if left:
+                        left.clear()
                     try:
                         reading = await entry.handle.read()
                     except asyncio.CancelledError:
@@ -426,8 +430,6 @@ class Scheduler:
                         now = self._failed(entry, exc)
                     else:
                         now = self._answered(entry, reading, sent, left)
-                    finally:
-                        SENT_AT.reset(mark)
                 if self._closed:
                     return
                 while True:
@@ -463,15 +465,10 @@ class Scheduler:
             sent = left[-1]  # the status held when the poll left the budget, after its wait
         if entry.phase is _IN_FLIGHT:
             status, progress, after = reading
+            if after is not None:
+                after = _poll_after(after)
             try:
-                done = self._schedule.on_task(
-                    entry,
-                    now,
-                    status,
-                    progress,
-                    sent,
-                    after=None if after is None else _poll_after(after),
-                )
+                done = self._schedule.on_task(entry, now, status, progress, sent, after)
             except Exception as exc:  # pragma: no cover - a bug must not hang the job
                 log.exception("could not record the answer for task %s", entry.task_id)
                 self._fail(entry, exc)
