@@ -249,3 +249,25 @@ def test_a_mid_stream_slowdown_shifts_the_laws_instead_of_widening_them() -> Non
         assert law.sigma < 0.35
     assert result.lag(0.5) <= 2.5
     assert result.lag(0.95) <= 9.5
+
+
+def test_a_kind_is_settled_once_its_ends_outnumber_its_runs_still_going() -> None:
+    """``settled``: enough runs ended, and no fewer than those still going.
+
+    A burst's first ends are its short runs, and a fit that matches them can be wrong about the
+    rest.
+    """
+    model = TimingModel()
+    other = JobKind("m", "1080p", 10)
+    assert not model.settled(KIND, 10)
+    assert not model.settled(None, 0)
+    for i in range(20):
+        model.censor(KIND, "run", None, 1.0 + i)  # twenty runs going
+    for _ in range(12):
+        model.observe_run(KIND, 30.0)
+    assert not model.settled(KIND, 10)  # 12 ended, 20 going
+    for i in range(10):
+        model.censor(KIND, "run", 1.0 + i, None)  # ten of them ended
+    assert model.settled(KIND, 10)  # 12 ended, 10 going
+    assert not model.settled(KIND, 13)
+    assert not model.settled(other, 0)

@@ -143,3 +143,23 @@ def test_a_job_placed_from_its_progress_hints_is_judged_by_where_they_put_its_en
     assert uniform.share_t > 0.5
     assert hinted.share_t < 0.2
     assert hinted.lam < uniform.lam
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.floats(0.1, 60.0),
+    st.floats(0.0, 1.0),
+    st.floats(0.0, 1.0),
+    st.floats(0.0, 1.0),
+)
+def test_trusted_odds_move_a_detections_reading_only_as_far_as_they_are_trusted(
+    gap: float, odds_t: float, odds_b: float, trust: float
+) -> None:
+    """A detection's seen shares lie between the even spread's and the odds', by ``trust``."""
+    even = LagLedger.seen_shares(gap, 2.5, 9.5, (math.nan, math.nan), trust)
+    assert even == LagLedger.seen_shares(gap, 2.5, 9.5, (odds_t, odds_b), 0.0)
+    assert LagLedger.seen_shares(gap, 2.5, 9.5, (odds_t, odds_b), 1.0) == (odds_t, odds_b)
+    seen = LagLedger.seen_shares(gap, 2.5, 9.5, (odds_t, odds_b), trust)
+    for got, lo, hi in zip(seen, even, (odds_t, odds_b), strict=True):
+        assert min(lo, hi) - 1e-12 <= got <= max(lo, hi) + 1e-12
+        assert abs(got - (lo + trust * (hi - lo))) <= 1e-12

@@ -114,3 +114,53 @@ def test_summary_and_subset() -> None:
     assert summary["jobs"] == 2
     assert summary["polls_per_job"] == pytest.approx(2.5)
     assert result.subset(1).jobs == 1
+
+
+def test_a_steady_streams_detections_are_read_at_the_lags_they_really_had() -> None:
+    """Warm, in a steady stream, the ledger reads its detections' lags about as they were.
+
+    The model places a poll just after where most jobs of a kind end; read as if the end could
+    lie anywhere in the gap, those detections counted 40 % more lags over the bound than there
+    were, and the promise bought polls against a risk that was not there. Once a kind is
+    settled its model's odds are trusted in part.
+    """
+    from relaydance_async._sansio.polling.ledger import LagLedger
+    from relaydance_async._sansio.polling.schedule import Schedule
+
+    class Reading(LagLedger):
+        """Keeps the share over the bound each detection was read at."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.read: list[float] = []
+            self.even: list[float] = []
+
+        def seen_shares(  # type: ignore[override]
+            self, gap: float, target: float, bound: float, odds: tuple[float, float], trust: float
+        ) -> tuple[float, float]:
+            got = LagLedger.seen_shares(gap, target, bound, odds, trust)
+            self.read.append(got[1])
+            self.even.append(LagLedger.seen_shares(gap, target, bound, odds, 0.0)[1])
+            return got
+
+    policy = PollPolicy()
+    warm = Schedule(policy, ledger=Reading())
+    simulate(bench_workload(1000, seed=3, arrivals="poisson"), policy, schedule=warm)
+    ledger = warm.planner.ledger
+    assert isinstance(ledger, Reading)
+    ledger.read.clear()
+    ledger.even.clear()
+    ours = simulate(
+        bench_workload(1500, seed=4, arrivals="poisson"),
+        policy,
+        schedule=Schedule(policy, warm.model, ledger=ledger),
+    )
+    lags = [x for x in ours.lags if not math.isnan(x)]
+    real = sum(x > 9.5 for x in lags) / len(lags)
+    read = sum(ledger.read) / len(ledger.read)
+    even = sum(ledger.even) / len(ledger.even)
+    assert len(ledger.read) > 1000
+    assert 0.01 < real < 0.05  # the promise's bound, held near its aim
+    # Read as an even spread, the bound's share is overcounted; trusted odds correct it in part.
+    assert even > 1.15 * real
+    assert abs(read - real) < 0.75 * abs(even - real), (read, even, real)

@@ -47,6 +47,7 @@ class Entry:
         "n",
         "odds_b",
         "odds_t",
+        "odds_w",
         "phase",
         "placed",
         "probe",
@@ -91,8 +92,11 @@ class Entry:
         self.errors = 0
         """Consecutive transient poll failures."""
         self.odds_t = self.odds_b = math.nan
-        """When its last gap was placed from progress hints: the odds that its lag, should it
-        end in that gap, exceeds the target and the bound (NaN otherwise)."""
+        """When its last gap was placed on a law trusted to say where in the gap the job ends
+        (progress hints, or a settled kind's model): the odds that its lag, should it end in
+        that gap, exceeds the target and the bound (NaN otherwise)."""
+        self.odds_w = 0.0
+        """How far those odds are trusted over an end spread evenly over the gap (0 to 1)."""
         self.last_poll = submitted_at
         """When the last answered poll was sent (submit time before any)."""
         self.run_lo = math.nan

@@ -199,24 +199,23 @@ class LagLedger:
         target: float,
         bound: float,
         odds: tuple[float, float] = (math.nan, math.nan),
+        trust: float = 1.0,
     ) -> None:
         """A job of ``kind`` was detected at the end of a ``gap``-second gap.
 
         Where in the gap it ended is unknown: taken as uniform, its lag was over the target with
         probability ``(gap - target) / gap`` (and likewise for the bound). The excess of that
         over the kind's walk, averaged over recent jobs, corrects the walk in ``refresh``.
-        When the gap was placed from the job's progress hints, ``odds`` gives those two
-        probabilities from where the hints put its end: a poll placed just after a hinted end
-        would otherwise count as if the end could lie anywhere in the gap.
+        When the gap was placed on a law that says where in the gap the job likely ends (its
+        progress hints, or a settled kind's model), ``odds`` gives those two probabilities from
+        that law, and ``trust`` how far they replace the uniform ones (1: wholly): a poll placed
+        just after a likely end would otherwise count as if the end could lie anywhere in the
+        gap.
         """
         known = self.walks.get(kind)
         if known is None or not gap > 0.0:
             return
-        if math.isnan(odds[0]):
-            over_t = max(0.0, gap - target) / gap
-            over_b = max(0.0, gap - bound) / gap
-        else:
-            over_t, over_b = odds
+        over_t, over_b = self.seen_shares(gap, target, bound, odds, trust)
         bias = self._bias.get(kind)
         if bias is None:
             bias = self._bias[kind] = [0.0, 0.0, 0.0]
@@ -224,6 +223,21 @@ class LagLedger:
         w = 1.0 / min(bias[0], self.window)
         bias[1] += w * (over_t - known.over_t - bias[1])
         bias[2] += w * (over_b - known.over_b - bias[2])
+
+    @staticmethod
+    def seen_shares(
+        gap: float, target: float, bound: float, odds: tuple[float, float], trust: float
+    ) -> tuple[float, float]:
+        """How likely a job detected after ``gap`` was seen over the target, and the bound.
+
+        See ``detected``.
+        """
+        over_t = max(0.0, gap - target) / gap
+        over_b = max(0.0, gap - bound) / gap
+        if math.isnan(odds[0]):
+            return over_t, over_b
+        keep = 1.0 - trust
+        return keep * over_t + trust * odds[0], keep * over_b + trust * odds[1]
 
     def refresh(self, walks: list[tuple[Hashable, float, Walk]]) -> None:
         """Move the multipliers one step towards the promise.

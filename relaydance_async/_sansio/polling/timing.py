@@ -109,6 +109,19 @@ class TimingModel:
         """Runs seen to end so far, every kind."""
         return sum(s.run.seen for s in self._kinds.values())
 
+    def settled(self, kind: JobKind | None, at_least: int) -> bool:
+        """Whether ``kind``'s runs are known from ends more than from survivors.
+
+        At least ``at_least`` runs ended, and no fewer than the runs still going: early in a
+        burst the ends seen are its short runs, and a fit that matches them can still be wrong
+        about the rest.
+        """
+        stats = self._kinds.get(kind) if kind is not None else None
+        if stats is None:
+            return False
+        run = stats.run
+        return run.seen >= at_least and run.seen >= run.censored
+
     def observe_span(self, kind: JobKind, phase: str, lo: float, hi: float) -> None:
         """Record that a job of ``kind`` spent between ``lo`` and ``hi`` seconds in ``phase``.
 
