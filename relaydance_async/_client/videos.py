@@ -71,13 +71,30 @@ async def poll_task_once(requester: Requester, task_id: str) -> tuple[Task, floa
         NotFoundError: No such task.
         APIError: Anything else went wrong; the scheduler decides when to try again.
     """
-    path = retrieve_video_path(task_id)
-    answer, after = await requester.poll_once(path)
+    path = _PATHS.get(task_id)
+    if path is None:
+        path = _poll_path(task_id)
+    # The answer's model through the request layer, which keeps it: an answer that repeats the
+    # last one for this path (a task still waiting) is not decoded again.
+    task, after = await requester.poll_parsed(path, task_from_wire)
     secrets = requester.secrets
-    task = parse_answer(task_from_wire, answer, "GET", path, secrets)
     if task.id != task_id or contains_secret(task.id, secrets):  # rare: the general way
         _the_task_asked_for(task, task_id, path, secrets)
     return task, after
+
+
+_PATHS: dict[str, str] = {}
+"""The retrieve path of each task id polled lately (``_poll_path``)."""
+_MAX_PATHS = 1024
+"""Task ids whose path ``_PATHS`` keeps (emptied when full)."""
+
+
+def _poll_path(task_id: str) -> str:
+    """``retrieve_video_path(task_id)``, kept: a job polls its one path many times."""
+    if len(_PATHS) >= _MAX_PATHS:
+        _PATHS.clear()
+    path = _PATHS[task_id] = retrieve_video_path(task_id)
+    return path
 
 
 def _the_task_asked_for(task: Task, task_id: str, path: str, secrets: tuple[str, ...]) -> Task:

@@ -45,6 +45,7 @@ from relaydance_async._sansio.protocol import (
     decode_json,
     envelope_status,
     get_header,
+    parse_answer,
     parse_retry_after,
 )
 from relaydance_async._sansio.redact import credential_values, scrub, url_for_display
@@ -74,7 +75,30 @@ BodyFactory = Callable[[], AsyncIterable[bytes]]
 _EMPTY: Mapping[str, Any] = {}
 _DEFAULT_LIMITS = Limits()
 _POLL_REQUESTS = 1024
-"""Paths whose poll request ``Requester`` keeps built (emptied when full)."""
+"""Paths whose poll request (and last answer) ``Requester`` keeps (emptied when full)."""
+
+
+def _answer_itself(answer: Any) -> Any:
+    """``poll_once``'s parse: the JSON answer as decoded."""
+    return answer
+
+
+class _Poll:
+    """What ``Requester`` keeps of one polled path: its request, and its last answer's value.
+
+    ``body`` and ``value`` are the last successful answer's bytes and what ``parse`` made of
+    them (``parse`` None: nothing kept yet).
+    """
+
+    __slots__ = ("body", "parse", "request", "value")
+
+    def __init__(self, request: HTTPRequest) -> None:
+        self.request = request
+        self.parse: Callable[[Any], Any] | None = None
+        self.body = b""
+        self.value: Any = None
+
+
 _PROVIDER_KINDS = frozenset({RequestKind.PROVIDER_IDEMPOTENT, RequestKind.PROVIDER_CREATE})
 
 
@@ -321,8 +345,8 @@ class Requester:
             **self._headers,
             "Content-Type": "application/json",
         }
-        self._polls: dict[str, HTTPRequest] = {}
-        """The poll request of each path polled lately (``_poll_request``)."""
+        self._polls: dict[str, _Poll] = {}
+        """The poll request and last answer of each path polled lately (``_poll_request``)."""
         self._public_headers: Mapping[str, str] = {"User-Agent": user_agent}
         self._download_headers: Mapping[str, str] = {
             "Authorization": self._headers["Authorization"],
@@ -561,8 +585,6 @@ class Requester:
     async def poll_once(self, path: str) -> tuple[Any, float | None]:
         """One RelayDance ``GET`` of ``path`` through the budget, no retries (a poll).
 
-        The polling scheduler's fetch: it decides by itself when to try again.
-
         Returns:
             The JSON answer, and the server's poll-after hint in seconds: the ``Retry-After``
             (or ``retry-after-ms``) of the successful answer, seconds or an HTTP date, or
@@ -573,9 +595,31 @@ class Requester:
             APIConnectionError: No answer.
             APIResponseValidationError: The answer was not JSON.
         """
-        request = self._polls.get(path)
-        if request is None:
-            request = self._poll_request(path)
+        return await self.poll_parsed(path, _answer_itself, keep=False)
+
+    async def poll_parsed(
+        self, path: str, parse: Callable[[Any], _T], *, keep: bool = True
+    ) -> tuple[_T, float | None]:
+        """``poll_once``, the JSON answer turned into a model by ``parse`` (the scheduler's fetch).
+
+        With ``keep``, the value is kept for ``path`` with the answer's bytes: an answer that
+        repeats the last one byte for byte (a task still waiting, the usual poll) gives the kept
+        value again, neither its JSON nor its model decoded anew. ``parse`` must then be pure
+        and its value immutable (``task_from_wire``'s ``Task``).
+
+        Returns:
+            ``parse(answer)``, and the server's poll-after hint in seconds (as ``poll_once``).
+
+        Raises:
+            APIStatusError: An error answer.
+            APIConnectionError: No answer.
+            APIResponseValidationError: The answer was not JSON, or ``parse`` refused it
+                (``ValueError``, ``TypeError`` or ``KeyError``; its text has the keys scrubbed).
+        """
+        kept = self._polls.get(path)
+        if kept is None:
+            kept = self._poll_request(path)
+        request = kept.request
         url = request.url
         secrets = self._secrets
         root = self._root or self
@@ -610,27 +654,35 @@ class Requester:
             if status < 400:
                 raise redirect_error(status, headers, "GET", url)
             raise self._decode_error(status, headers, body, "GET", url, secrets)
-        try:
-            # The poll path's answer is UTF-8 JSON: decoding the text first skips json's
-            # encoding sniffing; anything else (a BOM, UTF-16, no JSON) takes the general way.
-            text = body.decode()
+        if keep and kept.parse is parse and body == kept.body:
+            value: _T = kept.value  # the last answer again: its value, not decoded anew
+        else:
             try:
-                # ``json.loads(text)`` without its three Python layers and two whitespace
-                # matches: the C scanner, when the document fills the text exactly.
-                answer, end = _scan_json(text, 0)
-            except StopIteration:
-                end = -1
-            if end != len(text):  # whitespace around it, trailing data, or no JSON at all
-                answer = json.loads(text)
-        except ValueError:
-            answer = decode_json(body, method="GET", url=url, secrets=secrets)
+                # The poll path's answer is UTF-8 JSON: decoding the text first skips json's
+                # encoding sniffing; anything else (a BOM, UTF-16, no JSON) takes the general
+                # way.
+                text = body.decode()
+                try:
+                    # ``json.loads(text)`` without its three Python layers and two whitespace
+                    # matches: the C scanner, when the document fills the text exactly.
+                    answer, end = _scan_json(text, 0)
+                except StopIteration:
+                    end = -1
+                if end != len(text):  # whitespace around it, trailing data, or no JSON at all
+                    answer = json.loads(text)
+            except ValueError:
+                answer = decode_json(body, method="GET", url=url, secrets=secrets)
+            value = parse_answer(parse, answer, "GET", path, secrets)
+            if keep:
+                # Kept only once ``parse`` took it: a refused answer is refused again.
+                kept.parse, kept.body, kept.value = parse, body, value
         if type(headers) is CIMultiDictProxy and not (
             "retry-after" in headers or "retry-after-ms" in headers
         ):
-            return answer, None  # aiohttp's headers, looked up case-insensitively: no hint
-        return answer, parse_retry_after(headers, self._clock())
+            return value, None  # aiohttp's headers, looked up case-insensitively: no hint
+        return value, parse_retry_after(headers, self._clock())
 
-    def _poll_request(self, path: str) -> HTTPRequest:
+    def _poll_request(self, path: str) -> _Poll:
         """The ``GET`` of ``path`` with the API's headers, kept for the next poll of ``path``.
 
         A request is immutable, and a job polls one path many times: built once, not per poll.
@@ -638,8 +690,8 @@ class Requester:
         """
         if len(self._polls) >= _POLL_REQUESTS:
             self._polls.clear()
-        request = self._polls[path] = HTTPRequest.get(self._base_url + path, self._headers)
-        return request
+        kept = self._polls[path] = _Poll(HTTPRequest.get(self._base_url + path, self._headers))
+        return kept
 
     @asynccontextmanager
     async def stream(self, request: HTTPRequest, *, budgeted: bool) -> AsyncIterator[HTTPResponse]:
