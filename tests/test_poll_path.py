@@ -31,6 +31,10 @@ KEY = "sk-test-key-123456"
 TASK = {"task_id": "t", "status": "running"}
 
 
+def _task(answer: object, _: tuple[str, ...]) -> rd.Task:
+    return task_from_wire(answer)
+
+
 def _client(transport: MockTransport) -> rd.AsyncRelayDance:
     return rd.AsyncRelayDance(api_key=KEY, base_url="https://api.test/v1", transport=transport)
 
@@ -115,7 +119,7 @@ async def test_a_repeated_answer_gives_the_kept_value_and_a_new_one_is_decoded()
     transport = MockTransport(lambda _: MockResponse(json=next(bodies)))
     parsed: list[object] = []
 
-    def parse(answer: object) -> object:
+    def parse(answer: object, _: tuple[str, ...]) -> object:
         parsed.append(answer)
         return ("parsed", len(parsed))
 
@@ -136,9 +140,9 @@ async def test_the_kept_value_is_per_parse_and_per_path() -> None:
     transport = MockTransport(lambda _: MockResponse(json=TASK))
     async with _client(transport) as client:
         requester = client.requester
-        a, _ = await requester.poll_parsed("/video/generations/t", lambda answer: ("a", answer))
-        b, _ = await requester.poll_parsed("/video/generations/t", lambda answer: ("b", answer))
-        c, _ = await requester.poll_parsed("/video/generations/u", lambda answer: ("c", answer))
+        a, _ = await requester.poll_parsed("/video/generations/t", lambda answer, _: ("a", answer))
+        b, _ = await requester.poll_parsed("/video/generations/t", lambda answer, _: ("b", answer))
+        c, _ = await requester.poll_parsed("/video/generations/u", lambda answer, _: ("c", answer))
         assert (a, b, c) == (("a", TASK), ("b", TASK), ("c", TASK))
 
 
@@ -158,10 +162,10 @@ async def test_a_refused_answer_is_refused_again_and_errors_keep_nothing() -> No
         requester = client.requester
         for _ in range(2):
             with pytest.raises(rd.APIResponseValidationError):
-                await requester.poll_parsed("/video/generations/t", task_from_wire)
+                await requester.poll_parsed("/video/generations/t", _task)
         with pytest.raises(rd.InternalServerError):
-            await requester.poll_parsed("/video/generations/t", task_from_wire)
-        task, _ = await requester.poll_parsed("/video/generations/t", task_from_wire)
+            await requester.poll_parsed("/video/generations/t", _task)
+        task, _ = await requester.poll_parsed("/video/generations/t", _task)
         assert (task.id, task.status) == ("t", rd.TaskStatus.RUNNING)
 
 
@@ -184,16 +188,16 @@ async def test_kept_answers_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> Non
     async with _client(transport) as client:
         requester = client.requester
         for n in range(7):
-            task, _ = await requester.poll_parsed(f"/video/generations/t{n}", task_from_wire)
+            task, _ = await requester.poll_parsed(f"/video/generations/t{n}", _task)
             assert task.id == f"t{n}"
             assert len(requester._polls) <= 3
-        task, _ = await requester.poll_parsed("/video/generations/t0", task_from_wire)
+        task, _ = await requester.poll_parsed("/video/generations/t0", _task)
         assert task.id == "t0"
 
 
 async def test_the_watched_task_sees_each_change(monkeypatch: pytest.MonkeyPatch) -> None:
     """Through ``poll_task_once``: repeated answers, then a change, then the end, each seen."""
-    monkeypatch.setattr(videos_module, "_MAX_PATHS", 2)
+    monkeypatch.setattr(videos_module, "_MAX_POLLS", 2)
     answers = iter(
         [
             {"task_id": "t", "status": "queued"},
@@ -217,8 +221,8 @@ async def test_the_watched_task_sees_each_change(monkeypatch: pytest.MonkeyPatch
 
 async def test_poll_paths_are_kept_bounded_and_encoded(monkeypatch: pytest.MonkeyPatch) -> None:
     """The task ids' paths are kept (bounded) and each is the id's own, percent-encoded."""
-    monkeypatch.setattr(videos_module, "_MAX_PATHS", 2)
-    monkeypatch.setattr(videos_module, "_PATHS", {})
+    monkeypatch.setattr(videos_module, "_MAX_POLLS", 2)
+    monkeypatch.setattr(videos_module, "_POLLS", {})
     ids = ["a", "b/c", "..", "a", "d e", "b/c"]
     transport = MockTransport(
         lambda request: MockResponse(json={"task_id": ids[len(transport.requests) - 1]})
@@ -227,7 +231,7 @@ async def test_poll_paths_are_kept_bounded_and_encoded(monkeypatch: pytest.Monke
         for task_id in ids:
             task, _ = await poll_task_once(client.requester, task_id)
             assert task.id == task_id
-            assert len(videos_module._PATHS) <= 2
+            assert len(videos_module._POLLS) <= 2
     assert [r.url.removeprefix("https://api.test/v1") for r in transport.requests] == [
         "/video/generations/a",
         "/video/generations/b%2Fc",
@@ -245,3 +249,24 @@ async def test_an_answer_about_another_task_is_refused_each_time() -> None:
         for _ in range(2):
             with pytest.raises(rd.APIResponseValidationError):
                 await poll_task_once(client.requester, "t")
+
+
+async def test_a_new_secret_has_a_kept_answer_parsed_again() -> None:
+    """A secret added since the answer was kept: the same answer is parsed (and checked) anew."""
+    transport = MockTransport(lambda _: MockResponse(json=TASK))
+    seen: list[tuple[str, ...]] = []
+
+    def parse(answer: object, secrets: tuple[str, ...]) -> object:
+        seen.append(secrets)
+        return answer
+
+    async with _client(transport) as client:
+        requester = client.requester
+        await requester.poll_parsed("/video/generations/t", parse)
+        await requester.poll_parsed("/video/generations/t", parse)
+        requester.add_secret("another-secret-value")
+        await requester.poll_parsed("/video/generations/t", parse)
+        await requester.poll_parsed("/video/generations/t", parse)
+    assert len(seen) == 2
+    assert "another-secret-value" not in seen[0]
+    assert "another-secret-value" in seen[1]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -61,8 +61,13 @@ async def fetch_task_once(requester: Requester, task_id: str) -> Task:
     return (await poll_task_once(requester, task_id))[0]
 
 
-async def poll_task_once(requester: Requester, task_id: str) -> tuple[Task, float | None]:
+def poll_task_once(
+    requester: Requester, task_id: str
+) -> Coroutine[Any, Any, tuple[Task, float | None]]:
     """``fetch_task_once``, and the server's poll-after hint (``Retry-After`` on the answer).
+
+    Returns the request layer's coroutine itself (awaited by the scheduler): no coroutine of
+    this module around it on every poll.
 
     Returns:
         The task, and the hint in seconds (``None`` when the server sent none).
@@ -71,30 +76,52 @@ async def poll_task_once(requester: Requester, task_id: str) -> tuple[Task, floa
         NotFoundError: No such task.
         APIError: Anything else went wrong; the scheduler decides when to try again.
     """
-    path = _PATHS.get(task_id)
-    if path is None:
-        path = _poll_path(task_id)
-    # The answer's model through the request layer, which keeps it: an answer that repeats the
-    # last one for this path (a task still waiting) is not decoded again.
-    task, after = await requester.poll_parsed(path, task_from_wire)
-    secrets = requester.secrets
-    if task.id != task_id or contains_secret(task.id, secrets):  # rare: the general way
-        _the_task_asked_for(task, task_id, path, secrets)
-    return task, after
+    poll = _POLLS.get(task_id)
+    if poll is None:
+        poll = _task_poll(task_id)
+    # The request layer keeps the answer's Task: an answer that repeats the last one for this
+    # path (a task still waiting) is not decoded, nor checked, again.
+    return requester.poll_parsed(poll.path, poll)
 
 
-_PATHS: dict[str, str] = {}
-"""The retrieve path of each task id polled lately (``_poll_path``)."""
-_MAX_PATHS = 1024
-"""Task ids whose path ``_PATHS`` keeps (emptied when full)."""
+class _TaskPoll:
+    """How one task is polled: its retrieve path, and its answer's parse (``poll_parsed``).
+
+    Args:
+        task_id: The task.
+    """
+
+    __slots__ = ("path", "task_id")
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        self.path = retrieve_video_path(task_id)
+
+    def __call__(self, answer: Any, secrets: tuple[str, ...]) -> Task:
+        """The answer's ``Task``, if it describes this task.
+
+        Raises:
+            APIResponseValidationError: The answer describes another task.
+            ValueError: The answer is not a task (the request layer says so as above).
+        """
+        task = task_from_wire(answer)
+        if task.id != self.task_id or contains_secret(task.id, secrets):  # rare: the general way
+            _the_task_asked_for(task, self.task_id, self.path, secrets)
+        return task
 
 
-def _poll_path(task_id: str) -> str:
-    """``retrieve_video_path(task_id)``, kept: a job polls its one path many times."""
-    if len(_PATHS) >= _MAX_PATHS:
-        _PATHS.clear()
-    path = _PATHS[task_id] = retrieve_video_path(task_id)
-    return path
+_POLLS: dict[str, _TaskPoll] = {}
+"""How each task polled lately is polled (``_task_poll``)."""
+_MAX_POLLS = 1024
+"""Task ids that ``_POLLS`` keeps (emptied when full)."""
+
+
+def _task_poll(task_id: str) -> _TaskPoll:
+    """``_TaskPoll(task_id)``, kept: a job polls its one path many times."""
+    if len(_POLLS) >= _MAX_POLLS:
+        _POLLS.clear()
+    poll = _POLLS[task_id] = _TaskPoll(task_id)
+    return poll
 
 
 def _the_task_asked_for(task: Task, task_id: str, path: str, secrets: tuple[str, ...]) -> Task:

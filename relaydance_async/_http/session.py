@@ -78,7 +78,7 @@ _POLL_REQUESTS = 1024
 """Paths whose poll request (and last answer) ``Requester`` keeps (emptied when full)."""
 
 
-def _answer_itself(answer: Any) -> Any:
+def _answer_itself(answer: Any, _: tuple[str, ...]) -> Any:
     """``poll_once``'s parse: the JSON answer as decoded."""
     return answer
 
@@ -87,14 +87,15 @@ class _Poll:
     """What ``Requester`` keeps of one polled path: its request, and its last answer's value.
 
     ``body`` and ``value`` are the last successful answer's bytes and what ``parse`` made of
-    them (``parse`` None: nothing kept yet).
+    them with ``secrets`` (``parse`` None: nothing kept yet).
     """
 
-    __slots__ = ("body", "parse", "request", "value")
+    __slots__ = ("body", "parse", "request", "secrets", "value")
 
     def __init__(self, request: HTTPRequest) -> None:
         self.request = request
-        self.parse: Callable[[Any], Any] | None = None
+        self.parse: Callable[[Any, tuple[str, ...]], Any] | None = None
+        self.secrets: tuple[str, ...] = ()
         self.body = b""
         self.value: Any = None
 
@@ -598,14 +599,15 @@ class Requester:
         return await self.poll_parsed(path, _answer_itself, keep=False)
 
     async def poll_parsed(
-        self, path: str, parse: Callable[[Any], _T], *, keep: bool = True
+        self, path: str, parse: Callable[[Any, tuple[str, ...]], _T], *, keep: bool = True
     ) -> tuple[_T, float | None]:
         """``poll_once``, the JSON answer turned into a model by ``parse`` (the scheduler's fetch).
 
-        With ``keep``, the value is kept for ``path`` with the answer's bytes: an answer that
-        repeats the last one byte for byte (a task still waiting, the usual poll) gives the kept
-        value again, neither its JSON nor its model decoded anew. ``parse`` must then be pure
-        and its value immutable (``task_from_wire``'s ``Task``).
+        ``parse(answer, secrets)`` gets the secrets to scrub from what it raises. With ``keep``,
+        its value is kept for ``path`` with the answer's bytes: an answer that repeats the last
+        one byte for byte (a task still waiting, the usual poll), parsed the same way with the
+        same secrets, gives the kept value again, neither its JSON nor its model decoded anew.
+        ``parse`` must then be pure and its value immutable (a ``Task``).
 
         Returns:
             ``parse(answer)``, and the server's poll-after hint in seconds (as ``poll_once``).
@@ -654,7 +656,7 @@ class Requester:
             if status < 400:
                 raise redirect_error(status, headers, "GET", url)
             raise self._decode_error(status, headers, body, "GET", url, secrets)
-        if keep and kept.parse is parse and body == kept.body:
+        if keep and kept.parse is parse and body == kept.body and kept.secrets is secrets:
             value: _T = kept.value  # the last answer again: its value, not decoded anew
         else:
             try:
@@ -672,10 +674,10 @@ class Requester:
                     answer = json.loads(text)
             except ValueError:
                 answer = decode_json(body, method="GET", url=url, secrets=secrets)
-            value = parse_answer(parse, answer, "GET", path, secrets)
+            value = parse_answer(lambda data: parse(data, secrets), answer, "GET", path, secrets)
             if keep:
                 # Kept only once ``parse`` took it: a refused answer is refused again.
-                kept.parse, kept.body, kept.value = parse, body, value
+                kept.parse, kept.secrets, kept.body, kept.value = parse, secrets, body, value
         if type(headers) is CIMultiDictProxy and not (
             "retry-after" in headers or "retry-after-ms" in headers
         ):
