@@ -253,6 +253,29 @@ def test_unfinished_jobs_are_told_to_the_model_until_they_end() -> None:
     assert fits.run.censored == 1
 
 
+def test_a_fixed_policy_answers_without_learning_and_a_learning_one_learns() -> None:
+    """A policy that does not learn leaves the model and the planner's counts untouched.
+
+    The schedule skips the planner's hooks then, and keeps the fixed interval; the same answers
+    under a learning policy are told to the model and counted.
+    """
+    answers = [(1.0, TaskStatus.SUBMITTED), (2.0, TaskStatus.RUNNING), (3.0, TaskStatus.RUNNING)]
+    for learn in (False, True):
+        model = TimingModel(min_samples=2)
+        base = PollPolicy.fixed(0.5) if not learn else PollPolicy(jitter=0.0, prior_scale=None)
+        s = Schedule(base, model, random.Random(0))
+        entries = [s.add(f"t{i}", 0.0, kind=KIND) for i in range(2)]
+        for t, status in answers:
+            for entry in entries:
+                assert s.pop_due(entry.due) == (Action.POLL, entry)
+                assert s.on_task(entry, t, status) is False
+                if not learn:
+                    assert entry.due == pytest.approx(t + 0.5)
+        fits = model._stats(KIND)
+        told = (fits.queue.censored, fits.run.censored, s.planner._answers)
+        assert told == ((0, 0, 0) if not learn else (0, 2, 6))
+
+
 def test_a_queued_job_is_polled_before_a_short_run_could_end() -> None:
     """A long queue before a short run: queued polls jump towards where the job may end.
 

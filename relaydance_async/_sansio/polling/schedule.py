@@ -32,6 +32,8 @@ from relaydance_async.models import JobKind, TaskStatus
 __all__ = ["Action", "Entry", "Phase", "Schedule"]
 
 _TERMINAL = frozenset(status for status in TaskStatus if status.is_terminal)
+_WAITING = Phase.WAITING
+_heappush = heapq.heappush
 
 
 class Schedule:
@@ -145,12 +147,13 @@ class Schedule:
     # -- the heap --------------------------------------------------------------------------------
 
     def _push(self, entry: Entry, due: float) -> None:
-        due = min(due, entry.deadline)
-        self._seq += 1
-        entry.seq = self._seq
+        if due > entry.deadline:  # ``min()`` without its call
+            due = entry.deadline
+        seq = self._seq = self._seq + 1
+        entry.seq = seq
         entry.due = due
-        entry.phase = Phase.WAITING
-        heapq.heappush(self._heap, (due, self._seq, entry))
+        entry.phase = _WAITING
+        _heappush(self._heap, (due, seq, entry))
 
     def next_due(self) -> float | None:
         """The earliest time something is due, or None when nothing waits."""
@@ -212,7 +215,11 @@ class Schedule:
         at = now if sent is None else sent
         entry.errors = 0
         planner = self.planner
-        planner.tick(now)
+        # The planner's counting, replanning and censoring do nothing when its policy does not
+        # learn (a fixed policy): not called then, three calls fewer on every answer.
+        learns = planner.policy.learn
+        if learns:
+            planner.tick(now)
         if status in _TERMINAL:
             planner.learn_end(entry, at, status)
             if planner.should_replan():
@@ -227,7 +234,7 @@ class Schedule:
             planner.transition(entry, at, previous, status)
         else:
             entry.n += 1
-        if planner.should_replan():  # rare; one comparison per answer, no pass over the heap
+        if learns and planner.should_replan():  # rare; one comparison, no pass over the heap
             self._replan(now)
         if (
             status is TaskStatus.RUNNING
@@ -237,14 +244,24 @@ class Schedule:
         ):
             entry.progress0, entry.progress_t0 = progress, at
         entry.last_poll = at
-        if status is TaskStatus.SUBMITTED:
-            planner.censor(entry, False, at - entry.submitted_at)
-        elif status is TaskStatus.RUNNING and not math.isnan(entry.run_lo):
-            planner.censor(entry, True, at - 0.5 * (entry.run_lo + entry.run_hi))
-        else:
-            planner.censor(entry, False, math.nan)
+        if learns:
+            if status is TaskStatus.SUBMITTED:
+                planner.censor(entry, False, at - entry.submitted_at)
+            elif status is TaskStatus.RUNNING and not math.isnan(entry.run_lo):
+                planner.censor(entry, True, at - 0.5 * (entry.run_lo + entry.run_hi))
+            else:
+                planner.censor(entry, False, math.nan)
         self.waiting += 1
-        delay = self._delay(entry, at, progress)
+        # ``_delay``, written out (a call fewer on every answer).
+        policy = self.policy
+        if entry.webhook:
+            delay = policy.webhook_interval
+        else:
+            placed = planner.next_delay(entry, at, progress)
+            if placed is not None:
+                delay = placed
+            else:
+                delay = backoff_delay(policy, entry.status, entry.n, self._rng.random())
         if after is not None and after > delay:
             delay = after
         self._push(entry, now + delay)
