@@ -16,7 +16,8 @@ Three doors lead to that loop:
 
 ``send_once`` is one attempt without retries; ``poll_once`` is the polling scheduler's GET on it
 (the scheduler re-polls by itself), which also hands over a ``Retry-After`` sent with a successful
-answer (a poll-after hint).
+answer (a poll-after hint); ``poll_parsed`` is ``poll_once`` with the answer's model, kept per
+path so that an answer repeated byte for byte is not decoded again.
 """
 
 from __future__ import annotations
