@@ -163,3 +163,54 @@ def test_trusted_odds_move_a_detections_reading_only_as_far_as_they_are_trusted(
     for got, lo, hi in zip(seen, even, (odds_t, odds_b), strict=True):
         assert min(lo, hi) - 1e-12 <= got <= max(lo, hi) + 1e-12
         assert abs(got - (lo + trust * (hi - lo))) <= 1e-12
+
+
+def test_the_flow_is_steady_only_while_jobs_come_as_fast_as_they_are_detected() -> None:
+    """A stream is steady once its balance has held a while; a burst never is.
+
+    Not even as it drains through the same balance.
+    """
+    stream = LagLedger()
+    for i in range(1200):
+        stream.tracked()
+        if i < 500 or i >= 800:  # 200 detections (decayed) seen, then 500 events in balance
+            assert stream.steady == (i >= 800)
+        stream.detected("k", 5.0, 2.5, 9.5)
+    burst = LagLedger()
+    seen = []
+    for _ in range(3000):
+        burst.tracked()
+        seen.append(burst.steady)
+    for _ in range(3000):
+        burst.detected("k", 5.0, 2.5, 9.5)
+        seen.append(burst.steady)
+    for _ in range(3000):  # the next burst, on a ledger warm from the first
+        burst.tracked()
+        seen.append(burst.steady)
+    assert not any(seen)
+
+
+def test_a_steady_flow_aims_closer_to_the_promise() -> None:
+    """A share between the two aims raises the price in a burst and lowers it in a stream."""
+    from relaydance_async._sansio.polling.ledger import Walk
+
+    walks = [("k", 1.0, Walk(5.0, 0.4, 0.038, 8.0, 25.0))]
+    burst, stream = LagLedger(lam=8.0, mu=25.0), LagLedger(lam=8.0, mu=25.0)
+    for ledger in (burst, stream):
+        ledger.refresh(walks)
+    for _ in range(1000):
+        stream.tracked()
+        stream.detected("k", 2.5, 2.5, 9.5, (0.4, 0.038), 1.0)
+    for _ in range(1000):
+        burst.tracked()
+    for _ in range(1000):
+        burst.detected("k", 2.5, 2.5, 9.5, (0.4, 0.038), 1.0)
+    assert stream.steady
+    assert not burst.steady
+    before = {id(ledger): (ledger.lam, ledger.mu) for ledger in (burst, stream)}
+    burst.refresh(walks)
+    stream.refresh(walks)
+    assert burst.lam > before[id(burst)][0]
+    assert burst.mu > before[id(burst)][1]
+    assert stream.lam < before[id(stream)][0]
+    assert stream.mu < before[id(stream)][1]

@@ -134,6 +134,7 @@ def test_a_steady_streams_detections_are_read_at_the_lags_they_really_had() -> N
             super().__init__()
             self.read: list[float] = []
             self.even: list[float] = []
+            self.was_steady: list[bool] = []
 
         def seen_shares(  # type: ignore[override]
             self, gap: float, target: float, bound: float, odds: tuple[float, float], trust: float
@@ -141,6 +142,7 @@ def test_a_steady_streams_detections_are_read_at_the_lags_they_really_had() -> N
             got = LagLedger.seen_shares(gap, target, bound, odds, trust)
             self.read.append(got[1])
             self.even.append(LagLedger.seen_shares(gap, target, bound, odds, 0.0)[1])
+            self.was_steady.append(self.steady)
             return got
 
     policy = PollPolicy()
@@ -160,6 +162,9 @@ def test_a_steady_streams_detections_are_read_at_the_lags_they_really_had() -> N
     read = sum(ledger.read) / len(ledger.read)
     even = sum(ledger.even) / len(ledger.even)
     assert len(ledger.read) > 1000
+    # A stream: its aims are the steady ones, once the balance held (and until its last jobs,
+    # detected with none coming).
+    assert sum(ledger.was_steady) > 0.5 * len(ledger.was_steady)
     assert 0.01 < real < 0.05  # the promise's bound, held near its aim
     # Read as an even spread, the bound's share is overcounted; trusted odds correct it in part.
     assert even > 1.15 * real

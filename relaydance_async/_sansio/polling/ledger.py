@@ -150,11 +150,14 @@ class LagLedger:
         margin: How far inside the median's promise to aim (relative: 0.25 aims at 0.375).
         bound_margin: The same for the bound (0.3 aims at 0.035): its share is a tail's, seen
             on a few jobs in twenty, so it is held further inside.
+        steady_margin: The median's margin while the flow is steady (``steady``).
+        steady_bound_margin: The bound's margin while the flow is steady.
         window: Memory of the correction, in detected jobs per kind.
     """
 
     __slots__ = (
         "_bias",
+        "_flow",
         "aim_b",
         "aim_t",
         "lam",
@@ -163,6 +166,7 @@ class LagLedger:
         "share_b",
         "share_t",
         "start",
+        "steady_aims",
         "walks",
         "window",
     )
@@ -174,6 +178,8 @@ class LagLedger:
         *,
         margin: float = 0.25,
         bound_margin: float = 0.3,
+        steady_margin: float = 0.15,
+        steady_bound_margin: float = 0.2,
         window: int = 300,
     ) -> None:
         self.lam = lam
@@ -182,6 +188,11 @@ class LagLedger:
         """The multipliers to start from: no lower while the walks are unchecked."""
         self.aim_t = 0.5 * (1.0 - margin)
         self.aim_b = 0.05 * (1.0 - bound_margin)
+        self.steady_aims = (0.5 * (1.0 - steady_margin), 0.05 * (1.0 - steady_bound_margin))
+        """The aims while jobs come as fast as they are detected (``steady``)."""
+        self._flow = [0.0, 0.0, 0.0]
+        """Jobs tracked and detected lately (decayed per event), and events since the two last
+        parted (``steady``)."""
         self.share_t = math.nan
         self.share_b = math.nan
         """The shares expected of the plan at the last refresh (walks, corrected)."""
@@ -191,6 +202,34 @@ class LagLedger:
         """Each kind's latest walk."""
         self._bias: dict[Hashable, list[float]] = {}
         """Per kind: detected jobs, and the mean excess of their seen shares over the walk's."""
+
+    def tracked(self) -> None:
+        """A job started being watched (it counts towards ``steady``)."""
+        self._count(0)
+
+    def _count(self, i: int) -> None:
+        flow = self._flow
+        flow[0] *= _FLOW_MEMORY
+        flow[1] *= _FLOW_MEMORY
+        flow[i] += 1.0
+        tracked, detected = flow[0], flow[1]
+        even = detected >= _FLOW_SEEN and 0.75 * detected <= tracked <= 1.33 * detected
+        flow[2] = flow[2] + 1.0 if even else 0.0
+
+    @property
+    def steady(self) -> bool:
+        """Whether jobs have come about as fast as they are detected for a while.
+
+        For the last ``_FLOW_HELD`` events, jobs tracked and detected lately (decayed) were
+        within a third of each other: a burst passes through that balance as it drains, but
+        not for long.
+
+        Then each multiplier's error is seen in the jobs detected while the jobs it places are
+        still to come, and corrected: the aims move closer to the promise. In a burst the jobs
+        are placed before any of them is detected, and a model's error, common to a kind's
+        jobs, shows only once it is paid; there the wider margins hold.
+        """
+        return self._flow[2] >= _FLOW_HELD
 
     def detected(
         self,
@@ -212,6 +251,7 @@ class LagLedger:
         just after a likely end would otherwise count as if the end could lie anywhere in the
         gap.
         """
+        self._count(1)
         known = self.walks.get(kind)
         if known is None or not gap > 0.0:
             return
@@ -261,8 +301,9 @@ class LagLedger:
         if total <= 0.0:
             return
         self.polls, self.share_t, self.share_b = polls / total, st / total, sb / total
-        lam = max(_nudge(self.lam, self.share_t, self.aim_t), LAM_FLOOR)
-        mu = _nudge(self.mu, self.share_b, self.aim_b)
+        aim_t, aim_b = self.steady_aims if self.steady else (self.aim_t, self.aim_b)
+        lam = max(_nudge(self.lam, self.share_t, aim_t), LAM_FLOOR)
+        mu = _nudge(self.mu, self.share_b, aim_b)
         if checked < 0.5 * total:
             # Unchecked walks may raise the multipliers, never lower them below where they
             # started (or are, if lower already).
@@ -272,6 +313,12 @@ class LagLedger:
 
 
 LAM_FLOOR = 2.0
+_FLOW_MEMORY = 1.0 - 1.0 / 500.0
+"""Decay per event (a job tracked or detected) of the flow ``steady`` reads."""
+_FLOW_SEEN = 200.0
+"""Detections (decayed) before the flow can be called steady."""
+_FLOW_HELD = 500.0
+"""Events (jobs tracked or detected) the balance must hold for before the flow is steady."""
 """``λ`` never falls below this. Priced under two polls, a target miss is bought for a poll
 saved; in the tail of a burst (the few jobs left are ahead of the promise) the price could fall
 that low, and the next burst, placed at it all at once, would miss the median before any of its

@@ -63,7 +63,8 @@ _ODDS_TRUST = 0.5
 where most jobs end; read as if the end could lie anywhere in the gap, those polls look late
 40 % more often than they are (a steady stream: 3.7 % over the bound counted, 2.7 % real), and
 the promise then buys polls against a risk that is not there. Half: the model is also what is
-being checked."""
+being checked. Wholly while the flow is steady (``LagLedger.steady``): there the lags the plan
+really gives are measured again and again as jobs keep coming, and a wrong model shows."""
 _DRIFT_EVERY = 50
 """Answers between two measures of the drift."""
 _PROBES = 16
@@ -115,6 +116,7 @@ class Planner:
         kind = entry.kind
         if kind is None or not self.policy.learn:
             return
+        self.ledger.tracked()
         if known_submit:
             cohort = self._cohort
             cohort.append(entry)
@@ -323,8 +325,13 @@ class Planner:
         return choice.gap
 
     def _odds_trust(self, kind: JobKind | None) -> float:
-        """How far the model's odds of a late detection are trusted for ``kind`` (0: not)."""
-        return _ODDS_TRUST if self.model.settled(kind, _ODDS_AFTER) else 0.0
+        """How far the model's odds of a late detection are trusted for ``kind`` (0: not).
+
+        Not before the kind is settled, half in a burst, wholly while the flow is steady.
+        """
+        if not self.model.settled(kind, _ODDS_AFTER):
+            return 0.0
+        return 1.0 if self.ledger.steady else _ODDS_TRUST
 
     def tick(self, now: float) -> None:
         """Count an answer.
