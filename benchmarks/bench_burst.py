@@ -105,22 +105,37 @@ class _Recording:
         await self._inner.aclose()
 
 
-def _timed(budget: Any, grants: list[tuple[bool, int, int]]) -> Callable[..., Any]:
-    """``budget.slot`` noting each request's wait and, per grant, who else still waited."""
-    from relaydance_async._sansio.retry import RequestKind
-
+def _timed(budget: Any) -> Callable[..., Any]:
+    """``budget.slot`` noting each request's wait (seen by the transport)."""
     slot = budget.slot
-    queues = budget._queues  # (bulk, polls): who still waits once this one is granted
 
     @asynccontextmanager
     async def timed(kind: Any = None) -> AsyncIterator[None]:
         t0 = time.monotonic()
         async with slot(kind):
-            grants.append((kind is RequestKind.READ, len(queues[True]), len(queues[False])))
             _WAIT.set(time.monotonic() - t0)  # seen by the transport in this task
             yield
 
     return timed
+
+
+def _record_grants(budget: Any, grants: list[tuple[bool, int, int]]) -> None:
+    """Note, at each place the budget hands to a waiter, its kind and who still waits.
+
+    Read where the budget decides (its queue head taken), not once the granted request's
+    coroutine runs again: by then other grants of the same hand-off have emptied the queues,
+    and a bulk request granted after its three polls looked like one granted before them.
+    """
+    queues = budget._queues  # (bulk, polls)
+    take = budget._take_head
+
+    def take_head(now: float) -> Any:
+        is_poll = bool(queues[True]) and (not queues[False] or budget._passed < budget.POLL_RUN)
+        head = take(now)
+        grants.append((is_poll, len(queues[True]), len(queues[False])))
+        return head
+
+    budget._take_head = take_head
 
 
 def _fairness(grants: list[tuple[bool, int, int]], poll_run: int) -> dict[str, float]:
@@ -204,7 +219,8 @@ async def child(a: dict[str, Any]) -> dict[str, Any]:
     ) as client:
         await client.models.list()  # opens the client (and its budget)
         budget = client._budget
-        budget.slot = _timed(budget, grants)
+        budget.slot = _timed(budget)
+        _record_grants(budget, grants)
 
         def due(task_id: str) -> float | None:
             # the entry of a job being polled keeps the due time it was popped at

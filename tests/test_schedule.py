@@ -301,3 +301,39 @@ def test_a_queued_job_is_polled_before_a_short_run_could_end() -> None:
     assert entry.due - t <= PollPolicy().max_gap
     # The job cannot end before its queue's and run's early quantiles together.
     assert entry.due <= queue.ppf(0.5) + run.ppf(0.5)
+
+
+def test_the_plan_keeps_the_polls_round_trip_inside_the_promise() -> None:
+    """Answers a round trip after their poll left shrink the plan's target and bound by it.
+
+    Never below half: the user's lag includes the round trip.
+    """
+    s = Schedule(PollPolicy(target_lag=2.5, max_lag=9.5))
+    planner = s.planner
+    assert planner.promise() == (2.5, 9.5)
+    entry = s.add("t1", 0.0, kind=KIND)
+    due = s.next_due()
+    assert due is not None
+    assert s.pop_due(due) == (Action.POLL, entry)
+    s.on_task(entry, due + 0.4, TaskStatus.SUBMITTED, sent=due)  # the schedule tells the planner
+    assert planner.rtt == pytest.approx(0.02 * 0.4)
+    for _ in range(300):
+        planner.answered(0.4)
+    assert planner.rtt == pytest.approx(0.4, rel=0.05)
+    target, bound = planner.promise()
+    assert target == pytest.approx(2.1, rel=0.02)
+    assert bound == pytest.approx(9.1, rel=0.01)
+    for _ in range(500):
+        planner.answered(30.0)
+    assert planner.promise() == (1.25, 9.5 / 2)  # never below half
+
+
+def test_instant_answers_leave_the_promise_as_the_policy_says() -> None:
+    """The simulator's answers come at once: its plans are held to the policy's own figures."""
+    s = Schedule(PollPolicy())
+    entry = s.add("t1", 0.0, kind=KIND)
+    action = s.pop_due(math.inf)
+    assert action is not None
+    s.on_task(entry, 5.0, TaskStatus.SUBMITTED, sent=5.0)
+    assert s.planner.rtt == 0.0
+    assert s.planner.promise() == (s.policy.target_lag, s.policy.max_lag)

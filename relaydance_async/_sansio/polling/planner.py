@@ -65,6 +65,8 @@ where most jobs end; read as if the end could lie anywhere in the gap, those pol
 the promise then buys polls against a risk that is not there. Half: the model is also what is
 being checked. Wholly while the flow is steady (``LagLedger.steady``): there the lags the plan
 really gives are measured again and again as jobs keep coming, and a wrong model shows."""
+_RTT_STEP = 0.02
+"""Weight of each answer in the moving mean of the polls' round trip (about 50 answers)."""
 _DRIFT_EVERY = 50
 """Answers between two measures of the drift."""
 _PROBES = 16
@@ -110,6 +112,8 @@ class Planner:
         self._walks: dict[JobKind, Walk] = {}
         self._recent: dict[JobKind, float] = {}
         """Jobs of each kind tracked lately (decayed): what the promise is pooled over."""
+        self.rtt = 0.0
+        """Moving mean of the polls' round trips, seconds (``answered``)."""
 
     def track(self, entry: Entry, known_submit: bool) -> None:
         """A job starts being watched: count its kind, and add it to the latest cohort."""
@@ -138,8 +142,7 @@ class Planner:
             self.ledger.detected(
                 entry.kind,
                 at - entry.last_poll,
-                self.policy.target_lag,
-                self.policy.max_lag,
+                *self.promise(),
                 (entry.odds_t, entry.odds_b),
                 entry.odds_w,
             )
@@ -263,7 +266,8 @@ class Planner:
         policy = self.policy
         run = self.model.run(entry.kind) if policy.learn else None
         queue = self.model.queue(entry.kind) if policy.learn else None
-        target, bound, cap = policy.target_lag, policy.max_lag, policy.max_gap
+        target, bound = self.promise()
+        cap = policy.max_gap
         if run is not None and queue is not None:
             # The promise in proportion to the job: a 1 s job is not left waiting 2.5 s.
             short = _SHORT * (queue.median + run.median) / target
@@ -332,6 +336,28 @@ class Planner:
         if not self.model.settled(kind, _ODDS_AFTER):
             return 0.0
         return 1.0 if self.ledger.steady else _ODDS_TRUST
+
+    def answered(self, rtt: float) -> None:
+        """A poll's answer came ``rtt`` seconds after the poll left."""
+        if rtt > 0.0:
+            self.rtt += _RTT_STEP * (rtt - self.rtt)
+
+    def promise(self) -> tuple[float, float]:
+        """The lag target and bound the plan is held to, as the poll's sending time sees them.
+
+        The user learns of a job's end when the answer comes back, a round trip after the poll
+        left: the plan keeps that much inside the policy's promise (never below half of it), so
+        the promise holds on the lag the user sees, not only on the plan's. Time spent waiting
+        for the request budget is not taken off: polling more cannot shorten that queue.
+        """
+        policy = self.policy
+        rtt = self.rtt
+        if rtt <= 0.0:
+            return policy.target_lag, policy.max_lag
+        return (
+            max(policy.target_lag - rtt, 0.5 * policy.target_lag),
+            max(policy.max_lag - rtt, 0.5 * policy.max_lag),
+        )
 
     def tick(self, now: float) -> None:
         """Count an answer.
@@ -433,6 +459,7 @@ class Planner:
             return
         self._turn = (self._turn + 1) % len(kinds)
         ledger = self.ledger
+        target, bound = self.promise()
         for i, kind in enumerate(kinds):
             known = self._walks.get(kind)
             # The chosen kind, and any walked at multipliers far from today's, are walked again.
@@ -447,8 +474,8 @@ class Planner:
                 q,
                 r,
                 self._hazard(r),
-                target=policy.target_lag,
-                bound=policy.max_lag,
+                target=target,
+                bound=bound,
                 cap=policy.max_gap,
                 start_cap=_START_PRECISION * r.sd,
                 lam=ledger.lam,

@@ -220,6 +220,7 @@ class Schedule:
         learns = planner.policy.learn
         if learns:
             planner.tick(now)
+            planner.answered(now - at)
         if status in _TERMINAL:
             planner.learn_end(entry, at, status)
             if planner.should_replan():
