@@ -130,9 +130,10 @@ def _record_grants(budget: Any, grants: list[tuple[bool, int, int]]) -> None:
     take = budget._take_head
 
     def take_head(now: float) -> Any:
-        is_poll = bool(queues[True]) and (not queues[False] or budget._passed < budget.POLL_RUN)
+        polls = len(queues[True])
         head = take(now)
-        grants.append((is_poll, len(queues[True]), len(queues[False])))
+        # Whichever queue the budget took its head from is one shorter.
+        grants.append((len(queues[True]) < polls, len(queues[True]), len(queues[False])))
         return head
 
     budget._take_head = take_head

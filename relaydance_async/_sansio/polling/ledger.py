@@ -313,18 +313,18 @@ class LagLedger:
 
 
 LAM_FLOOR = 2.0
-_FLOW_MEMORY = 1.0 - 1.0 / 500.0
-"""Decay per event (a job tracked or detected) of the flow ``steady`` reads."""
-_FLOW_SEEN = 200.0
-"""Detections (decayed) before the flow can be called steady."""
-_FLOW_HELD = 500.0
-"""Events (jobs tracked or detected) the balance must hold for before the flow is steady."""
 """``λ`` never falls below this. Priced under two polls, a target miss is bought for a poll
 saved; in the tail of a burst (the few jobs left are ahead of the promise) the price could fall
 that low, and the next burst, placed at it all at once, would miss the median before any of its
 jobs is detected to show it."""
 _TRUST_SEEN = 30
 """Detected jobs of a kind needed before their shares correct its walk."""
+_FLOW_MEMORY = 1.0 - 1.0 / 500.0
+"""Decay per event (a job tracked or detected) of the flow ``steady`` reads."""
+_FLOW_SEEN = 200.0
+"""Detections (decayed) before the flow can be called steady."""
+_FLOW_HELD = 500.0
+"""Events (jobs tracked or detected) the balance must hold for before the flow is steady."""
 
 
 def _nudge(value: float, share: float, aim: float) -> float:

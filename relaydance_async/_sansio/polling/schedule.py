@@ -253,16 +253,7 @@ class Schedule:
             else:
                 planner.censor(entry, False, math.nan)
         self.waiting += 1
-        # ``_delay``, written out (a call fewer on every answer).
-        policy = self.policy
-        if entry.webhook:
-            delay = policy.webhook_interval
-        else:
-            placed = planner.next_delay(entry, at, progress)
-            if placed is not None:
-                delay = placed
-            else:
-                delay = backoff_delay(policy, entry.status, entry.n, self._rng.random())
+        delay = self._delay(entry, at, progress)
         if after is not None and after > delay:
             delay = after
         self._push(entry, now + delay)
