@@ -42,6 +42,7 @@ class Entry:
         "due",
         "errors",
         "handle",
+        "hinted",
         "kind",
         "last_poll",
         "n",
@@ -97,6 +98,8 @@ class Entry:
         that gap, exceeds the target and the bound (NaN otherwise)."""
         self.odds_w = 0.0
         """How far those odds are trusted over an end spread evenly over the gap (0 to 1)."""
+        self.hinted = False
+        """Whether those odds come from the job's own progress hints (not its kind's model)."""
         self.last_poll = submitted_at
         """When the last answered poll was sent (submit time before any)."""
         self.run_lo = math.nan
@@ -110,7 +113,6 @@ class Entry:
         """How long the job was last seen in its phase, as told to the model (NaN: not told)."""
         self.censor_run = False
         """Whether ``censor_at`` is in the run phase (else the queue)."""
-        """The lag promise's last placement of this job (None: not placed by it)."""
         self.qspan: tuple[float, float] | None = None
         """What its queue time was seen to lie between, once seen (the cohort's drift)."""
         self.rspan: tuple[float, float] | None = None

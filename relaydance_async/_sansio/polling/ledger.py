@@ -201,7 +201,8 @@ class LagLedger:
         self.walks: dict[Hashable, Walk] = {}
         """Each kind's latest walk."""
         self._bias: dict[Hashable, list[float]] = {}
-        """Per kind: detected jobs, and the mean excess of their seen shares over the walk's."""
+        """Per kind: detected jobs, the mean excess of their seen shares over the walk's, and
+        the share of them read at their own hints' odds."""
 
     def tracked(self) -> None:
         """A job started being watched (it counts towards ``steady``)."""
@@ -239,6 +240,8 @@ class LagLedger:
         bound: float,
         odds: tuple[float, float] = (math.nan, math.nan),
         trust: float = 1.0,
+        *,
+        hinted: bool = False,
     ) -> None:
         """A job of ``kind`` was detected at the end of a ``gap``-second gap.
 
@@ -249,7 +252,8 @@ class LagLedger:
         progress hints, or a settled kind's model), ``odds`` gives those two probabilities from
         that law, and ``trust`` how far they replace the uniform ones (1: wholly): a poll placed
         just after a likely end would otherwise count as if the end could lie anywhere in the
-        gap.
+        gap. ``hinted`` says those odds come from the job's own progress hints: its correction
+        may then go further (``refresh``).
         """
         self._count(1)
         known = self.walks.get(kind)
@@ -258,11 +262,12 @@ class LagLedger:
         over_t, over_b = self.seen_shares(gap, target, bound, odds, trust)
         bias = self._bias.get(kind)
         if bias is None:
-            bias = self._bias[kind] = [0.0, 0.0, 0.0]
+            bias = self._bias[kind] = [0.0, 0.0, 0.0, 0.0]
         bias[0] += 1.0
         w = 1.0 / min(bias[0], self.window)
         bias[1] += w * (over_t - known.over_t - bias[1])
         bias[2] += w * (over_b - known.over_b - bias[2])
+        bias[3] += w * (float(hinted) - bias[3])
 
     @staticmethod
     def seen_shares(
@@ -285,17 +290,25 @@ class LagLedger:
         Args:
             walks: Each kind, its weight (how many of its jobs are watched) and latest walk.
         """
-        total = polls = st = sb = checked = 0.0
+        total = polls = st = sb = checked = raw_t = raw_b = 0.0
         for kind, weight, known in walks:
             self.walks[kind] = known
             ot, ob = known.over_t, known.over_b
             bias = self._bias.get(kind)
             if bias is not None and bias[0] >= _TRUST_SEEN:
                 checked += weight
-                ot = max(0.0, ot + max(-0.2, min(0.3, bias[1])))
-                ob = max(0.0, ob + max(-0.03, min(0.1, bias[2])))
+                # A walk follows the plan without hints: where a kind's jobs are placed on
+                # their own hints, the walk is not an approximation of their plan but another
+                # plan, and detections read at their hints' odds may correct it further.
+                h = bias[3]
+                low_t = (1.0 - h) * _LOW_T + h * _HINTED_LOW_T
+                low_b = (1.0 - h) * _LOW_B + h * _HINTED_LOW_B
+                ot = max(0.0, ot + max(low_t, min(_HIGH_T, bias[1])))
+                ob = max(0.0, ob + max(low_b, min(_HIGH_B, bias[2])))
             total += weight
             polls += weight * known.polls
+            raw_t += weight * known.over_t
+            raw_b += weight * known.over_b
             st += weight * ot
             sb += weight * ob
         if total <= 0.0:
@@ -304,6 +317,14 @@ class LagLedger:
         aim_t, aim_b = self.steady_aims if self.steady else (self.aim_t, self.aim_b)
         lam = max(_nudge(self.lam, self.share_t, aim_t), LAM_FLOOR)
         mu = _nudge(self.mu, self.share_b, aim_b)
+        # A correction is added to the walks' shares whatever the multipliers: once the walks
+        # themselves are far inside the aim, a higher multiplier cannot lower the share, and
+        # raising it further would only wind it up (a burst's first detections, its failures
+        # and fastest runs, can hold a kind's correction high for a while).
+        if lam > self.lam and raw_t < _DEAF * aim_t * total:
+            lam = self.lam
+        if mu > self.mu and raw_b < _DEAF * aim_b * total:
+            mu = self.mu
         if checked < 0.5 * total:
             # Unchecked walks may raise the multipliers, never lower them below where they
             # started (or are, if lower already).
@@ -317,6 +338,15 @@ LAM_FLOOR = 2.0
 saved; in the tail of a burst (the few jobs left are ahead of the promise) the price could fall
 that low, and the next burst, placed at it all at once, would miss the median before any of its
 jobs is detected to show it."""
+_LOW_T, _HIGH_T = -0.2, 0.3
+"""How far detections may correct a walk's share over the target, down and up. Down is held
+closer: a model's reading of its own jobs should not talk the plan out of polling."""
+_LOW_B, _HIGH_B = -0.03, 0.1
+"""The same for the share over the bound."""
+_HINTED_LOW_T, _HINTED_LOW_B = -0.6, -0.1
+"""How far down they may correct it where the detections were read at the jobs' hints."""
+_DEAF = 0.2
+"""A multiplier no longer rises once the walks' own share is below this part of its aim."""
 _TRUST_SEEN = 30
 """Detected jobs of a kind needed before their shares correct its walk."""
 _FLOW_MEMORY = 1.0 - 1.0 / 500.0

@@ -145,6 +145,7 @@ class Planner:
                 *self.promise(),
                 (entry.odds_t, entry.odds_b),
                 entry.odds_w,
+                hinted=entry.hinted,
             )
 
     def censor(self, entry: Entry, run: bool, elapsed: float) -> None:
@@ -326,6 +327,7 @@ class Planner:
             entry.odds_w = trust
         else:
             entry.odds_t = entry.odds_b = math.nan
+        entry.hinted = hinted
         return choice.gap
 
     def _odds_trust(self, kind: JobKind | None) -> float:
