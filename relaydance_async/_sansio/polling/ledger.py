@@ -290,7 +290,7 @@ class LagLedger:
         Args:
             walks: Each kind, its weight (how many of its jobs are watched) and latest walk.
         """
-        total = polls = st = sb = checked = raw_t = raw_b = 0.0
+        total = polls = st = sb = checked = 0.0
         for kind, weight, known in walks:
             self.walks[kind] = known
             ot, ob = known.over_t, known.over_b
@@ -307,8 +307,6 @@ class LagLedger:
                 ob = max(0.0, ob + max(low_b, min(_HIGH_B, bias[2])))
             total += weight
             polls += weight * known.polls
-            raw_t += weight * known.over_t
-            raw_b += weight * known.over_b
             st += weight * ot
             sb += weight * ob
         if total <= 0.0:
@@ -317,14 +315,6 @@ class LagLedger:
         aim_t, aim_b = self.steady_aims if self.steady else (self.aim_t, self.aim_b)
         lam = max(_nudge(self.lam, self.share_t, aim_t), LAM_FLOOR)
         mu = _nudge(self.mu, self.share_b, aim_b)
-        # A correction is added to the walks' shares whatever the multipliers: once the walks
-        # themselves are far inside the aim, a higher multiplier cannot lower the share, and
-        # raising it further would only wind it up (a burst's first detections, its failures
-        # and fastest runs, can hold a kind's correction high for a while).
-        if lam > self.lam and raw_t < _DEAF * aim_t * total:
-            lam = self.lam
-        if mu > self.mu and raw_b < _DEAF * aim_b * total:
-            mu = self.mu
         if checked < 0.5 * total:
             # Unchecked walks may raise the multipliers, never lower them below where they
             # started (or are, if lower already).
@@ -345,8 +335,6 @@ _LOW_B, _HIGH_B = -0.03, 0.1
 """The same for the share over the bound."""
 _HINTED_LOW_T, _HINTED_LOW_B = -0.6, -0.1
 """How far down they may correct it where the detections were read at the jobs' hints."""
-_DEAF = 0.2
-"""A multiplier no longer rises once the walks' own share is below this part of its aim."""
 _TRUST_SEEN = 30
 """Detected jobs of a kind needed before their shares correct its walk."""
 _FLOW_MEMORY = 1.0 - 1.0 / 500.0
