@@ -237,3 +237,27 @@ def test_detections_read_at_their_own_hints_may_correct_a_walk_further() -> None
     assert model.share_t == pytest.approx(0.5)
     assert hints.share_t == pytest.approx(0.1)
     assert hints.lam < model.lam
+
+
+def test_a_steady_flow_detected_at_its_hints_keeps_a_wider_margin() -> None:
+    """The hints' odds read the share over the target low: steady, it is held further inside."""
+    from relaydance_async._sansio.polling.ledger import Walk
+
+    walks = [("k", 1.0, Walk(5.0, 0.44, 0.04, 8.0, 25.0))]
+    model, hints = LagLedger(lam=8.0, mu=25.0), LagLedger(lam=8.0, mu=25.0)
+    for ledger in (model, hints):
+        ledger.refresh(walks)
+    for _ in range(1000):
+        model.tracked()
+        model.detected("k", 2.5, 2.5, 9.5, (0.44, 0.04), 1.0)
+        hints.tracked()
+        hints.detected("k", 2.5, 2.5, 9.5, (0.44, 0.04), 1.0, hinted=True)
+    assert model.steady
+    assert hints.steady
+    before = model.lam, hints.lam
+    model.refresh(walks)
+    hints.refresh(walks)
+    assert model.share_t == pytest.approx(0.44)
+    assert hints.share_t == pytest.approx(0.44)
+    assert model.lam < before[0]  # 0.44 is inside the aim of 0.46
+    assert hints.lam > before[1]  # and over the hinted aim of 0.425
