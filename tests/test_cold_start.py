@@ -69,6 +69,42 @@ def test_a_mixed_remaining_time_is_a_distribution(
     assert abs(rem.m(q) - 0.5) < 0.02
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    laws=st.lists(
+        st.tuples(st.floats(0.01, 1.0), st.floats(1.0, 600.0), st.floats(0.05, 1.0)),
+        min_size=1,
+        max_size=12,
+    ),
+    elapsed=st.floats(0.0, 400.0),
+    x=st.floats(0.0, 600.0),
+    hazard=st.sampled_from([0.0, 1e-3]),
+)
+def test_a_mixed_remaining_time_is_its_parts_weighed_by_their_survival(
+    laws: list[tuple[float, float, float]], elapsed: float, x: float, hazard: float
+) -> None:
+    """The mixture's sums, written out for speed, are its parts' own figures, weighed."""
+    total = sum(w for w, _, _ in laws)
+    parts = [(w / total, LogNormal(math.log(m), s)) for w, m, s in laws]
+    rem = MixedRemaining(parts, elapsed, hazard)
+    alive = [
+        (w * (1.0 - r.f0), r)
+        for w, law in parts
+        if not (r := Remaining(law, elapsed, hazard)).late and w * (1.0 - r.f0) > 1e-12
+    ]
+    if not alive:
+        assert rem.late
+        return
+    norm = sum(a for a, _ in alive)
+    m = sum(a / norm * r.m(x) for a, r in alive)
+    pairs = [r.m_and_covered(x) for _, r in alive]
+    covered = sum(a / norm * c for (a, _), (_, c) in zip(alive, pairs, strict=True))
+    assert math.isclose(rem.m(x), m, abs_tol=1e-9)
+    got_m, got_covered = rem.m_and_covered(x)
+    assert math.isclose(got_m, m, abs_tol=1e-9)
+    assert math.isclose(got_covered, covered, rel_tol=1e-9, abs_tol=1e-6)
+
+
 def test_a_burst_still_running_is_polled_sparsely_where_one_wide_law_polls_densely() -> None:
     """One job at 80 s of a burst whose 400 runs all still go: a long gap, not the target."""
     prior = math.log(120.0)

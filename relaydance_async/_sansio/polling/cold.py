@@ -28,6 +28,8 @@ _SPAN = (-4.0, 4.0)
 """The grid, in prior standard deviations around the prior's median."""
 _KEEP = 1e-4
 """Posterior weights below this share of the largest are dropped."""
+_QUANTILE_STEPS = 14
+"""Bisection steps of ``MixedRemaining.quantile``."""
 _MAX_PARTS = 12
 """Most mixture components kept (neighbours are merged beyond)."""
 
@@ -84,6 +86,11 @@ def median_posterior(
     return [(w / total, LogNormal(m, sigma)) for w, m in parts]
 
 
+def _phi_(x: float, sigma: float, shift: float) -> float:
+    """``Φ(x / sigma - shift)``."""
+    return 0.5 * math.erfc(-(x / sigma - shift) / _SQRT2)
+
+
 def _merge_pairs(parts: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
     out = []
     for i in range(0, len(parts) - 1, 2):
@@ -101,7 +108,7 @@ class MixedRemaining:
     late makes the long medians likelier.
     """
 
-    __slots__ = ("_parts", "elapsed")
+    __slots__ = ("_areas", "_base", "_h", "_parts", "_terms", "elapsed")
 
     def __init__(
         self, parts: Sequence[tuple[float, LogNormal]], elapsed: float, hazard: float = 0.0
@@ -113,9 +120,30 @@ class MixedRemaining:
             rem = Remaining(law, self.elapsed, hazard)
             alive = w * (1.0 - rem.f0)
             if alive > 1e-12 and not rem.late:
-                rems.append((alive, rem))
+                rems.append((alive, rem, law))
                 total += alive
-        self._parts = [(a / total, r) for a, r in rems] if total > 0.0 else []
+        self._parts = [(a / total, r) for a, r, _ in rems] if total > 0.0 else []
+        # m(x) = sum_i w_i (F_i(t) - F_i(e)) / (1 - F_i(e)): per part, a weight on its CDF at
+        # t, less a constant. One log a call and no method calls: a cold burst asks this of
+        # every job at every poll, dozens of times (``choose_gap``, ``quantile``).
+        self._terms = [(a / total / (1.0 - r.f0), law.mu, law.sigma) for a, r, law in rems]
+        self._base = sum(a / total * r.f0 / (1.0 - r.f0) for a, r, _ in rems)
+        # And for the time covered: per part its weight, 1/(1 - F(e)), the lognormal's mean
+        # and its partial mean below ``elapsed`` (both fixed for this job).
+        e = self.elapsed
+        self._areas = [
+            (
+                a / total,
+                1.0 / (1.0 - r.f0),
+                law.mu,
+                law.sigma,
+                r.f0,
+                math.exp(law.mu + 0.5 * law.sigma * law.sigma),
+                _phi_(math.log(e) - law.mu, law.sigma, law.sigma) if e > 0.0 else 0.0,
+            )
+            for a, r, law in rems
+        ]
+        self._h = hazard
 
     @property
     def late(self) -> bool:
@@ -124,16 +152,40 @@ class MixedRemaining:
 
     def m(self, x: float) -> float:
         """P(the job ends within ``x`` more seconds | it has not ended yet)."""
-        return sum(w * r.m(x) for w, r in self._parts) if self._parts else 1.0
+        if not self._parts:
+            return 1.0
+        if x <= 0.0:
+            return 0.0
+        lt = math.log(self.elapsed + x)
+        erfc = math.erfc
+        total = 0.0
+        for a, mu, s in self._terms:
+            total += a * erfc((mu - lt) / (s * _SQRT2))
+        m = min(1.0, max(0.0, 0.5 * total - self._base))
+        if self._h:
+            m = 1.0 - (1.0 - m) * math.exp(-self._h * x)
+        return m
 
     def m_and_covered(self, g: float) -> tuple[float, float]:
-        """``(m(g), covered(g))``."""
+        """``(m(g), covered(g))``: each part's as ``Remaining.m_and_covered`` has it."""
+        if not self._parts:
+            return 1.0, 0.0
+        if g <= 0.0:
+            return 0.0, 0.0
+        a = self.elapsed
+        b = a + g
+        lb = math.log(b)
+        erfc = math.erfc
         m = c = 0.0
-        for w, r in self._parts:
-            a, b = r.m_and_covered(g)
-            m += w * a
-            c += w * b
-        return (m, c) if self._parts else (1.0, 0.0)
+        for w, inv, mu, s, f0, mean, below in self._areas:
+            fb = 0.5 * erfc((mu - lb) / (s * _SQRT2))
+            m += w * min(1.0, max(0.0, (fb - f0) * inv))
+            part = mean * (0.5 * erfc((mu + s * s - lb) / (s * _SQRT2)) - below)
+            area = b * (1.0 - fb) - a * (1.0 - f0) + part
+            c += w * min(g, max(0.0, area * inv))
+        if self._h:
+            m = 1.0 - (1.0 - m) * math.exp(-self._h * g)
+        return m, c
 
     def quantile(self, q: float) -> float:
         """Seconds from now until the job has ended with probability ``q`` (bisection)."""
@@ -143,7 +195,7 @@ class MixedRemaining:
         hi = max(r.quantile(q) for _, r in self._parts)
         if hi - lo < 1e-6:
             return lo
-        for _ in range(14):
+        for _ in range(_QUANTILE_STEPS):
             mid = 0.5 * (lo + hi)
             if self.m(mid) < q:
                 lo = mid
