@@ -5,14 +5,16 @@ it asks the planner, which holds the timing model and the promise's multipliers:
 
 * **Placement** (``placed_delay``): the job's remaining time as its model predicts it (queued:
   the rest of its queue plus its run; running: its run, widened by how well its start is known,
-  narrowed by progress hints) goes to ``promise.choose_gap`` with the kind's multipliers.
+  narrowed by progress hints, ``hints.py``) goes to ``promise.choose_gap`` with the kind's
+  multipliers.
 * **The promise's multipliers** (``ledger.py``): every ``REFRESH_EVERY`` answers, one kind's
   plan is walked on its model and the multipliers move one step towards the promise. Answers,
   not placements: a burst of submits brings nothing new to learn, and twenty refreshes on the
   same walks would move the multipliers twenty steps on stale evidence.
 * **Learning**: each status change and end becomes a span of the kind's queue or run time
   (``TimingModel.observe_span``), each job still in a phase a censored point; every
-  ``_DRIFT_EVERY`` answers the latest cohort of jobs measures the provider's drift.
+  ``_DRIFT_EVERY`` answers the latest cohort of jobs measures the provider's drift
+  (``drift.py``).
 * **Cold start**: while nothing has finished, the first ``_PROBES`` jobs look early and
   double their gaps; when their answers show a provider much faster than guessed, every waiting
   job is planned again (``replan_if_faster``). Until a kind's first runs end, its running jobs
@@ -27,8 +29,10 @@ import math
 from collections.abc import Iterable
 
 from relaydance_async._sansio.polling.cold import MixedRemaining
-from relaydance_async._sansio.polling.entry import Entry, Phase
-from relaydance_async._sansio.polling.fit import LogNormal, cohort_drift
+from relaydance_async._sansio.polling.drift import measure_drift
+from relaydance_async._sansio.polling.entry import Entry
+from relaydance_async._sansio.polling.fit import LogNormal
+from relaydance_async._sansio.polling.hints import run_from_hints
 from relaydance_async._sansio.polling.ledger import LagLedger, Walk, walk
 from relaydance_async._sansio.polling.policy import PollPolicy
 from relaydance_async._sansio.polling.promise import Remaining, choose_gap, queued_remaining
@@ -52,9 +56,6 @@ _COHORT = 400
 """Latest jobs submitted that the provider's drift is measured on. In a stream of jobs lasting
 minutes, the latest 150 had seen a handful of runs end, and the drift's prior held it at half a
 slowdown; 400 reach back far enough for long runs to have ended."""
-_DRIFT_CASES = 150
-"""Jobs of the cohort the drift is measured on: an even sample of it (bounded work per measure;
-the cohort's reach back in time is what matters, not how many of its jobs are read)."""
 _ODDS_AFTER = 100
 """Runs of a kind seen to end (and no fewer than those going) before its model's odds of a late
 detection are trusted in part (``_ODDS_TRUST``) over an end spread evenly over the last gap."""
@@ -299,7 +300,15 @@ class Planner:
             # The run's start is known only to within the gap around it: widen the prediction.
             dist = run.widened(spread) if run is not None else None
             if policy.use_progress and progress is not None:
-                estimate = self._with_progress(entry, dist, at, elapsed, width, progress)
+                estimate = run_from_hints(
+                    dist,
+                    (entry.progress0, entry.progress_t0),
+                    at,
+                    elapsed,
+                    width,
+                    progress,
+                    policy.progress_error,
+                )
                 if estimate is not None:
                     dist, hinted = estimate, True
             if dist is None:
@@ -370,42 +379,9 @@ class Planner:
         if self.policy.learn:
             self._answers += 1
             if self._answers % _DRIFT_EVERY == 0:
-                self._measure_drift(now)
+                measure_drift(self._cohort, self.model, now)
             if self._answers % REFRESH_EVERY == 0:
                 self._refresh()
-
-    def _measure_drift(self, now: float) -> None:
-        """Measure the provider's drift on the latest jobs submitted (``cohort_drift``)."""
-        model = self.model
-        queue: list[tuple[LogNormal, float, float, bool]] = []
-        run: list[tuple[LogNormal, float, float, bool]] = []
-        cohort = self._cohort
-        # A cohort as large as a burst is measured on an even sample of it (bounded work).
-        stride = len(cohort) // _DRIFT_CASES + 1
-        for i in range(len(cohort) - 1, -1, -stride):
-            e = cohort[i]
-            kind = e.kind
-            if kind is None:
-                continue
-            law = model.law(kind, "queue")
-            if law is not None:
-                if e.qspan is not None:
-                    queue.append((law, e.qspan[0], e.qspan[1], True))
-                elif e.status is TaskStatus.SUBMITTED and e.phase is not Phase.DONE:
-                    queue.append((law, now - e.submitted_at, 0.0, False))
-            law = model.law(kind, "run")
-            if law is not None:
-                if e.rspan is not None:
-                    run.append((law, e.rspan[0], e.rspan[1], True))
-                elif (
-                    e.status is TaskStatus.RUNNING
-                    and e.phase is not Phase.DONE
-                    and not math.isnan(e.run_lo)
-                ):
-                    run.append((law, now - 0.5 * (e.run_lo + e.run_hi), 0.0, False))
-        drifts = model.drifts
-        drifts[0] = cohort_drift(queue, drifts[0]) if queue else 0.0
-        drifts[1] = cohort_drift(run, drifts[1]) if run else 0.0
 
     def should_replan(self) -> bool:
         """Whether waiting jobs must be planned again.
@@ -488,36 +464,3 @@ class Planner:
     def _hazard(self, run: LogNormal) -> float:
         """Per-second rate of a failure mid-run: failures come uniformly over a run."""
         return self.model.failure_share / run.median
-
-    def _with_progress(
-        self,
-        entry: Entry,
-        prior: LogNormal | None,
-        at: float,
-        elapsed: float,
-        width: float,
-        progress: float,
-    ) -> LogNormal | None:
-        """The run's duration predicted from progress hints (blended with ``prior``), or None."""
-        if not 0.0 < progress < 100.0:
-            return None
-        # Two readings give the rate without needing the run's exact start; one reading needs
-        # the start, known only to within ``width``.
-        step = progress - entry.progress0
-        if step >= 5.0 and at > entry.progress_t0:
-            total = elapsed + (100.0 - progress) * (at - entry.progress_t0) / step
-            quantum = 1.0 / step
-        elif progress >= 20.0 and elapsed > 0.0:
-            total = elapsed * 100.0 / progress
-            quantum = width / elapsed
-        else:
-            return None
-        if not total > elapsed:
-            return None
-        sigma2 = self.policy.progress_error**2 / 3.0 + quantum * quantum / 3.0
-        if prior is None:
-            return LogNormal(math.log(total), math.sqrt(sigma2))
-        # Precision-weighted blend of the learned prior and the progress estimate (log space).
-        wp, wq = 1.0 / (prior.sigma * prior.sigma), 1.0 / sigma2
-        mu = (prior.mu * wp + math.log(total) * wq) / (wp + wq)
-        return LogNormal(mu, math.sqrt(1.0 / (wp + wq)))
