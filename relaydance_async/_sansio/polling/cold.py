@@ -86,7 +86,7 @@ def median_posterior(
     return [(w / total, LogNormal(m, sigma)) for w, m in parts]
 
 
-def _phi_(x: float, sigma: float, shift: float) -> float:
+def _phi_shifted(x: float, sigma: float, shift: float) -> float:
     """``Φ(x / sigma - shift)``."""
     return 0.5 * math.erfc(-(x / sigma - shift) / _SQRT2)
 
@@ -139,7 +139,7 @@ class MixedRemaining:
                 law.sigma,
                 r.f0,
                 math.exp(law.mu + 0.5 * law.sigma * law.sigma),
-                _phi_(math.log(e) - law.mu, law.sigma, law.sigma) if e > 0.0 else 0.0,
+                _phi_shifted(math.log(e) - law.mu, law.sigma, law.sigma) if e > 0.0 else 0.0,
             )
             for a, r, law in rems
         ]
