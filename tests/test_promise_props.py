@@ -8,13 +8,14 @@ prohibitive price on a late detection it never leaves a job's likely end uncover
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Sequence
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relaydance_async._sansio.polling.fit import LogNormal
-from relaydance_async._sansio.polling.ledger import LagLedger, walk
+from relaydance_async._sansio.polling.ledger import LagLedger, Walk, walk
 from relaydance_async._sansio.polling.promise import Remaining, choose_gap, queued_remaining
 
 medians = st.floats(0.5, 2000.0)
@@ -110,10 +111,16 @@ def test_queued_remaining_adds_the_rest_of_the_queue_to_the_run() -> None:
     assert late.quantile(0.02) > 60.0
 
 
+def _two_ledgers(walks: Sequence[tuple[Hashable, float, Walk]]) -> tuple[LagLedger, LagLedger]:
+    """Two ledgers at the same prices (8, 25), each refreshed once on ``walks``."""
+    pair = LagLedger(lam=8.0, mu=25.0), LagLedger(lam=8.0, mu=25.0)
+    for ledger in pair:
+        ledger.refresh(walks)
+    return pair
+
+
 def test_the_ledger_raises_its_prices_when_the_plan_breaks_the_promise() -> None:
     """Walks that break the promise push both prices up; walks well inside let them fall."""
-    from relaydance_async._sansio.polling.ledger import Walk
-
     ledger = LagLedger(lam=8.0, mu=25.0)
     ledger.refresh([("k", 1.0, Walk(5.0, 0.9, 0.2, 8.0, 25.0))])
     assert ledger.lam > 8.0
@@ -130,12 +137,8 @@ def test_the_ledger_raises_its_prices_when_the_plan_breaks_the_promise() -> None
 
 def test_a_job_placed_from_its_progress_hints_is_judged_by_where_they_put_its_end() -> None:
     """A poll placed just after a hinted end is not read as an end anywhere in its gap."""
-    from relaydance_async._sansio.polling.ledger import Walk
-
     walks = [("k", 1.0, Walk(5.0, 0.3, 0.02, 8.0, 25.0))]
-    uniform, hinted = LagLedger(lam=8.0, mu=25.0), LagLedger(lam=8.0, mu=25.0)
-    for ledger in (uniform, hinted):
-        ledger.refresh(walks)
+    uniform, hinted = _two_ledgers(walks)
     for _ in range(50):
         uniform.detected("k", 8.0, 2.5, 9.5)
         hinted.detected("k", 8.0, 2.5, 9.5, (0.05, 0.0))
@@ -193,12 +196,8 @@ def test_the_flow_is_steady_only_while_jobs_come_as_fast_as_they_are_detected() 
 
 def test_a_steady_flow_aims_closer_to_the_promise() -> None:
     """A share between the two aims raises the price in a burst and lowers it in a stream."""
-    from relaydance_async._sansio.polling.ledger import Walk
-
     walks = [("k", 1.0, Walk(5.0, 0.4, 0.038, 8.0, 25.0))]
-    burst, stream = LagLedger(lam=8.0, mu=25.0), LagLedger(lam=8.0, mu=25.0)
-    for ledger in (burst, stream):
-        ledger.refresh(walks)
+    burst, stream = _two_ledgers(walks)
     for _ in range(1000):
         stream.tracked()
         stream.detected("k", 2.5, 2.5, 9.5, (0.4, 0.038), 1.0)
@@ -223,12 +222,8 @@ def test_detections_read_at_their_own_hints_may_correct_a_walk_further() -> None
     Read at a kind's model, a correction is held within 0.2 below the walk's share over the
     target; read at the jobs' own progress hints, it may go as far as they show.
     """
-    from relaydance_async._sansio.polling.ledger import Walk
-
     walks = [("k", 1.0, Walk(5.0, 0.7, 0.04, 8.0, 25.0))]
-    model, hints = LagLedger(lam=8.0, mu=25.0), LagLedger(lam=8.0, mu=25.0)
-    for ledger in (model, hints):
-        ledger.refresh(walks)
+    model, hints = _two_ledgers(walks)
     for _ in range(300):
         model.detected("k", 8.0, 2.5, 9.5, (0.1, 0.0), 1.0)
         hints.detected("k", 8.0, 2.5, 9.5, (0.1, 0.0), 1.0, hinted=True)
@@ -241,12 +236,8 @@ def test_detections_read_at_their_own_hints_may_correct_a_walk_further() -> None
 
 def test_a_steady_flow_detected_at_its_hints_keeps_a_wider_margin() -> None:
     """The hints' odds read the share over the target low: steady, it is held further inside."""
-    from relaydance_async._sansio.polling.ledger import Walk
-
     walks = [("k", 1.0, Walk(5.0, 0.44, 0.04, 8.0, 25.0))]
-    model, hints = LagLedger(lam=8.0, mu=25.0), LagLedger(lam=8.0, mu=25.0)
-    for ledger in (model, hints):
-        ledger.refresh(walks)
+    model, hints = _two_ledgers(walks)
     for _ in range(1000):
         model.tracked()
         model.detected("k", 2.5, 2.5, 9.5, (0.44, 0.04), 1.0)

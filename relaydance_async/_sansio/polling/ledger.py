@@ -12,7 +12,7 @@ cannot talk the plan out of polling.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 
 from relaydance_async._sansio.polling.fit import LogNormal
 from relaydance_async._sansio.polling.promise import (
@@ -294,7 +294,7 @@ class LagLedger:
         keep = 1.0 - trust
         return keep * over_t + trust * odds[0], keep * over_b + trust * odds[1]
 
-    def refresh(self, walks: list[tuple[Hashable, float, Walk]]) -> None:
+    def refresh(self, walks: Sequence[tuple[Hashable, float, Walk]]) -> None:
         """Move the multipliers one step towards the promise.
 
         Args:
