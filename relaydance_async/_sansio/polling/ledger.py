@@ -153,11 +153,6 @@ class LagLedger:
         steady_margin: The median's margin while the flow is steady (``steady``): its error
             is then measured again and again, and read within about 0.015 of the real share.
         steady_bound_margin: The bound's margin while the flow is steady.
-        steady_hinted_margin: The median's margin while the flow is steady and its jobs are
-            detected at their progress hints' odds (weighed by how many are). Those odds come
-            from a lognormal standing for the hints' even ±10 % error, which puts the ends
-            nearer the poll than they are: read so, the share over the target comes out about
-            0.04 under the real one.
         window: Memory of the correction, in detected jobs per kind.
     """
 
@@ -173,7 +168,6 @@ class LagLedger:
         "share_t",
         "start",
         "steady_aims",
-        "steady_hinted_aim",
         "walks",
         "window",
     )
@@ -187,7 +181,6 @@ class LagLedger:
         bound_margin: float = 0.3,
         steady_margin: float = 0.08,
         steady_bound_margin: float = 0.2,
-        steady_hinted_margin: float = 0.15,
         window: int = 300,
     ) -> None:
         self.lam = lam
@@ -198,8 +191,6 @@ class LagLedger:
         self.aim_b = 0.05 * (1.0 - bound_margin)
         self.steady_aims = (0.5 * (1.0 - steady_margin), 0.05 * (1.0 - steady_bound_margin))
         """The aims while jobs come as fast as they are detected (``steady``)."""
-        self.steady_hinted_aim = 0.5 * (1.0 - steady_hinted_margin)
-        """The median's aim while steady, where the jobs are detected at their hints."""
         self._flow = [0.0, 0.0, 0.0]
         """Jobs tracked and detected lately (decayed per event), and events since the two last
         parted (``steady``)."""
@@ -300,7 +291,7 @@ class LagLedger:
         Args:
             walks: Each kind, its weight (how many of its jobs are watched) and latest walk.
         """
-        total = polls = st = sb = checked = hinted = 0.0
+        total = polls = st = sb = checked = 0.0
         for kind, weight, known in walks:
             self.walks[kind] = known
             ot, ob = known.over_t, known.over_b
@@ -311,7 +302,6 @@ class LagLedger:
                 # their own hints, the walk is not an approximation of their plan but another
                 # plan, and detections read at their hints' odds may correct it further.
                 h = bias[3]
-                hinted += weight * h
                 low_t = (1.0 - h) * _LOW_T + h * _HINTED_LOW_T
                 low_b = (1.0 - h) * _LOW_B + h * _HINTED_LOW_B
                 ot = max(0.0, ot + max(low_t, min(_HIGH_T, bias[1])))
@@ -324,9 +314,7 @@ class LagLedger:
             return
         self.polls, self.share_t, self.share_b = polls / total, st / total, sb / total
         if self.steady:
-            h = hinted / total
-            aim_t = (1.0 - h) * self.steady_aims[0] + h * self.steady_hinted_aim
-            aim_b = self.steady_aims[1]
+            aim_t, aim_b = self.steady_aims
         else:
             aim_t, aim_b = self.aim_t, self.aim_b
         lam = max(_nudge(self.lam, self.share_t, aim_t), LAM_FLOOR)

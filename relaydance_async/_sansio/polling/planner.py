@@ -32,8 +32,13 @@ from relaydance_async._sansio.polling.cold import MixedRemaining
 from relaydance_async._sansio.polling.drift import measure_drift
 from relaydance_async._sansio.polling.entry import Entry
 from relaydance_async._sansio.polling.fit import LogNormal
-from relaydance_async._sansio.polling.hints import run_from_hints
+from relaydance_async._sansio.polling.hints import (
+    HintWindow,
+    window_from_hints,
+    window_from_one_hint,
+)
 from relaydance_async._sansio.polling.ledger import LagLedger, Walk, walk
+from relaydance_async._sansio.polling.optimal import optimal_gap
 from relaydance_async._sansio.polling.policy import PollPolicy
 from relaydance_async._sansio.polling.promise import Remaining, choose_gap, queued_remaining
 from relaydance_async._sansio.polling.timing import TimingModel
@@ -280,7 +285,7 @@ class Planner:
         if entry.status is TaskStatus.SUBMITTED:
             if run is None or queue is None or math.isnan(entry.submitted_at):
                 return None
-            rem: Remaining | MixedRemaining = queued_remaining(
+            rem: Remaining | MixedRemaining | HintWindow = queued_remaining(
                 queue, run, at - entry.submitted_at, self._hazard(run)
             )
             # Queued, the end is far and wide; but when the run starts must be known well
@@ -288,47 +293,22 @@ class Planner:
             # Unless the whole job is that short: then straight to where it may end.
             cap = min(cap, max(bound, _START_PRECISION * run.sd, rem.quantile(_EDGE)))
         else:
-            if entry.status is not TaskStatus.RUNNING or math.isnan(entry.run_hi):
+            found = self._running_ends(entry, at, progress, run, target)
+            if found is None:
                 return None
-            lo = entry.run_lo if not math.isnan(entry.run_lo) else entry.submitted_at
-            if math.isnan(lo):
-                return None
-            start = 0.5 * (lo + entry.run_hi)
-            width = entry.run_hi - lo
-            spread = width / math.sqrt(12.0)
-            elapsed = at - start
-            # The run's start is known only to within the gap around it: widen the prediction.
-            dist = run.widened(spread) if run is not None else None
-            if policy.use_progress and progress is not None:
-                estimate = run_from_hints(
-                    dist,
-                    (entry.progress0, entry.progress_t0),
-                    at,
-                    elapsed,
-                    width,
-                    progress,
-                    policy.progress_error,
-                )
-                if estimate is not None:
-                    dist, hinted = estimate, True
-            if dist is None:
-                return None
-            parts = None if hinted else self.model.run_parts(entry.kind)
-            if parts is not None:
-                rem = MixedRemaining(
-                    [(w, law.widened(spread)) for w, law in parts], elapsed, self._hazard(dist)
-                )
-            else:
-                rem = Remaining(dist, elapsed, self._hazard(run or dist))
-            if rem.late:
-                late = True
-                # Outlived its prediction: the model is off for this job. Expect it to last about
-                # half again what it has, widely, and let the promise's costs place the polls.
-                rem = Remaining(LogNormal(math.log(max(0.5 * elapsed, target)), 1.0), 0.0)
+            rem, hinted, late = found
         ledger = self.ledger
-        choice = choose_gap(
-            rem, target=target, bound=bound, cap=max(cap, target), lam=ledger.lam, mu=ledger.mu
-        )
+        choice = None
+        cap = max(cap, target)
+        if isinstance(rem, HintWindow) and rem.quantile(0.0) < cap:
+            # The end is pinned to a window within reach: its cheapest plan outright.
+            choice = optimal_gap(
+                rem, target=target, bound=bound, cap=cap, lam=ledger.lam, mu=ledger.mu
+            )
+        if choice is None:
+            choice = choose_gap(
+                rem, target=target, bound=bound, cap=cap, lam=ledger.lam, mu=ledger.mu
+            )
         trust = 1.0 if hinted else 0.0 if late else self._odds_trust(entry.kind)
         if trust > 0.0 and choice.p_end > 1e-9:
             entry.odds_t = choice.p_target / choice.p_end
@@ -338,6 +318,57 @@ class Planner:
             entry.odds_t = entry.odds_b = math.nan
         entry.hinted = hinted
         return choice.gap
+
+    def _running_ends(
+        self,
+        entry: Entry,
+        at: float,
+        progress: float | None,
+        run: LogNormal | None,
+        target: float,
+    ) -> tuple[Remaining | MixedRemaining | HintWindow, bool, bool] | None:
+        """A running job's remaining time, whether hints told it, whether it outlived its model.
+
+        None: nothing to place it on. Hints first (``hints.py``): two readings far enough apart
+        give the rate, one reading
+        what the run's age allows. Else the kind's law, widened by how well the run's start is
+        known (the gap it fell in): while its first runs end, a mixture (``cold.py``).
+        """
+        if entry.status is not TaskStatus.RUNNING or math.isnan(entry.run_hi):
+            return None
+        lo = entry.run_lo if not math.isnan(entry.run_lo) else entry.submitted_at
+        if math.isnan(lo):
+            return None
+        policy = self.policy
+        hazard = self._hazard(run) if run is not None else 0.0
+        if policy.use_progress and progress is not None:
+            window = window_from_hints(
+                (entry.progress0, entry.progress_t0),
+                at,
+                progress,
+                policy.progress_error,
+                run,
+                hazard,
+            ) or window_from_one_hint(
+                progress, (at - entry.run_hi, at - lo), policy.progress_error, run, hazard
+            )
+            if window is not None:
+                return window, True, False
+        if run is None:
+            return None
+        spread = (entry.run_hi - lo) / math.sqrt(12.0)
+        elapsed = at - 0.5 * (lo + entry.run_hi)
+        parts = self.model.run_parts(entry.kind)
+        rem: Remaining | MixedRemaining
+        if parts is not None:
+            rem = MixedRemaining([(w, law.widened(spread)) for w, law in parts], elapsed, hazard)
+        else:
+            rem = Remaining(run.widened(spread), elapsed, hazard)
+        if rem.late:
+            # Outlived its prediction: the model is off for this job. Expect it to last about
+            # half again what it has, widely, and let the promise's costs place the polls.
+            return Remaining(LogNormal(math.log(max(0.5 * elapsed, target)), 1.0), 0.0), False, True
+        return rem, False, False
 
     def _odds_trust(self, kind: JobKind | None) -> float:
         """How far the model's odds of a late detection are trusted for ``kind`` (0: not).
