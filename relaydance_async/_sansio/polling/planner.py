@@ -330,9 +330,11 @@ class Planner:
         """A running job's remaining time, whether hints told it, whether it outlived its model.
 
         None: nothing to place it on. Hints first (``hints.py``): two readings far enough apart
-        give the rate, one reading
-        what the run's age allows. Else the kind's law, widened by how well the run's start is
-        known (the gap it fell in): while its first runs end, a mixture (``cold.py``).
+        give the rate, one reading what the run's age allows; the kind's law weighs them as far
+        as it is known (``TimingModel.run`` is widened by what is not yet known of its median:
+        a guessed law is too wide to push the plan to a window's edge). Else
+        the kind's law, widened by how well the run's start is known (the gap it fell in):
+        while its first runs end, a mixture (``cold.py``).
         """
         if entry.status is not TaskStatus.RUNNING or math.isnan(entry.run_hi):
             return None
