@@ -147,3 +147,17 @@ def test_an_end_too_far_for_the_grid_is_left_to_the_greedy_rule() -> None:
     """A window days wide would take a grid of millions: ``choose_gap`` decides."""
     far = HintWindow(0.0, 1e6, (0.9, 1.1), 0.0, math.inf)
     assert optimal_gap(far, lam=3.0, mu=10.0, **PROMISE) is None
+
+
+def test_hints_trusted_exactly_still_give_a_window() -> None:
+    """``progress_error=0``: the window is the readings' whole percents alone, and narrow."""
+    exact = window_from_hints((40.0, 100.0), 110.0, 60.0, 0.0)
+    loose = window_from_hints((40.0, 100.0), 110.0, 60.0, 0.1)
+    assert exact is not None
+    assert loose is not None
+    assert 0.0 < exact.quantile(1.0) - exact.quantile(0.0) < 3.0
+    assert exact.quantile(0.0) >= loose.quantile(0.0)
+    assert exact.quantile(1.0) <= loose.quantile(1.0)
+    assert exact.m(exact.quantile(0.5)) == pytest.approx(0.5, abs=1e-3)
+    one = window_from_one_hint(50.0, (10.0, 20.0), 0.0)
+    assert one is not None

@@ -187,9 +187,13 @@ def test_schedule_learns_run_times_from_observed_transitions() -> None:
     assert run.median == pytest.approx(50.0, rel=0.05)
 
 
-def test_progress_hints_place_polls_even_before_anything_is_learned() -> None:
-    """Two progress readings predict the end: the next poll jumps near it, not 5 s ahead."""
-    s = _schedule(first_poll=0.0, learn=False, jitter=0.0)
+@pytest.mark.parametrize("error", [0.1, 0.0])
+def test_progress_hints_place_polls_even_before_anything_is_learned(error: float) -> None:
+    """Two progress readings predict the end: the next poll jumps near it, not 5 s ahead.
+
+    Hints trusted exactly (``progress_error=0``) are used too.
+    """
+    s = _schedule(first_poll=0.0, learn=False, jitter=0.0, progress_error=error)
     entry = s.add("t1", 0.0, kind=KIND)
     for t, status, hint in (
         (1.0, TaskStatus.SUBMITTED, None),

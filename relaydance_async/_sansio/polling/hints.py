@@ -148,7 +148,7 @@ def window_from_hints(
     """
     progress0, t0 = first
     step = progress - progress0
-    if not (0.0 < progress < 100.0 and step >= _STEP and at > t0) or not 0.0 < error < 1.0:
+    if not (0.0 < progress < 100.0 and step >= _STEP and at > t0) or not 0.0 <= error < 1.0:
         return None
     # Hints are whole percents, cut down: each reading is up to one point under the truth,
     # so the rate is known within one point over the step, and the latest reading to one.
@@ -194,7 +194,7 @@ def window_from_one_hint(
     """
     young, old = age
     if not (
-        _ONE_HINT <= progress < 100.0 and 0.0 <= young <= old and old > 0.0 and 0.0 < error < 1.0
+        _ONE_HINT <= progress < 100.0 and 0.0 <= young <= old and old > 0.0 and 0.0 <= error < 1.0
     ):
         return None
     f_lo, f_hi = 1.0 - error, 1.0 + error

@@ -122,7 +122,9 @@ class PollPolicy:
     use_progress: bool = True
     """Extrapolate the end from ``Task.progress`` when the server sends it."""
     progress_error: float = attrs.field(default=0.1, validator=_fraction)
-    """Relative error of a progress-based end estimate (the gateway's hints are within 10 %)."""
+    """How far the server's progress hints may be off, relative: a run reads ``f`` times its
+    share done, ``f`` its own within ``1 ± progress_error`` (the gateway's are within 10 %); 0
+    trusts them exactly (the window is then their whole percents' rounding alone)."""
     error_interval: float = attrs.field(default=2.0, validator=_positive)
     """Delay before re-polling after a transient failure (5xx, reset, timeout), doubling, 2 s."""
     error_max: float = attrs.field(default=30.0, validator=_positive)
