@@ -172,25 +172,44 @@ _ORACLES: dict[Any, dict[str, oracle_mod.Oracle]] = {}
 def oracles_for(
     workload: Workload, quick: bool, override: dict[str, Any] | None = None
 ) -> dict[str, oracle_mod.Oracle]:
-    """Both oracles of a workload at the promise's limits (cached: rows may share them)."""
+    """Both oracles of a workload at the promise's limits (cached: rows may share them).
+
+    The oracles plan per kind as the client sees it (model, resolution, clip length): classes
+    of jobs that share it (the "unknown model" row gives the pinned 45 s and 70 s kinds one
+    model id) are one kind to any policy, and to the oracles their mixture. A slowdown's
+    scale stays the oracles' own knowledge (the README says so).
+    """
     classes = workload.classes()
     settings = {k: v for k, v in _oracle_settings(quick, override).items() if k != "progress"}
-    key = (
-        tuple(sorted((k.median_run, s, *v) for (k, s), v in classes.items())),
+    groups: dict[Any, list[Any]] = {}
+    for k, s in classes:
+        groups.setdefault((k.model, k.resolution, k.seconds, s), []).append((k, s))
+    # Spec keys by distributions, not by kinds: rows with equal distributions share the cache.
+    spec_of: dict[Any, Any] = {}
+    spec: dict[Any, tuple[oracle_mod.Timing | oracle_mod.Mixed, float]] = {}
+    for members in groups.values():
+        parts = []
+        for k, s in members:
+            qm, qs, rm, rs, share = classes[(k, s)]
+            parts.append((oracle_mod.Timing(qm, qs, rm, rs, FAILURE_RATE), share))
+        key = tuple(sorted((k.median_run, s) for k, s in members))
+        timing = parts[0][0] if len(parts) == 1 else oracle_mod.Mixed(tuple(parts))
+        # Kinds with equal distributions (e.g. every kind of the "long" row) pool their shares.
+        share = sum(w for _, w in parts) + (spec[key][1] if key in spec else 0.0)
+        spec[key] = (timing, share)
+        for cls in members:
+            spec_of[cls] = key
+    cache = (
+        tuple(sorted((key, repr(t), w) for key, (t, w) in spec.items())),
         tuple(sorted(settings.items())),
     )
-    if key not in _ORACLES:
-        spec = {
-            cls: (oracle_mod.Timing(qm, qs, rm, rs, FAILURE_RATE), share)
-            for cls, (qm, qs, rm, rs, share) in classes.items()
-        }
-        _ORACLES[key] = oracle_mod.solve(spec, target=TARGET_LAG, bound=BOUND_LAG, **settings)
-    found = _ORACLES[key]
-    # Keyed by this workload's own kinds (rows with equal distributions share the schedules).
+    if cache not in _ORACLES:
+        _ORACLES[cache] = oracle_mod.solve(spec, target=TARGET_LAG, bound=BOUND_LAG, **settings)
+    found = _ORACLES[cache]
+    # Keyed by this workload's own kinds.
     out = {}
     for name, orc in found.items():
-        by_timing = {(k.median_run, s): v for (k, s), v in orc.schedules.items()}
-        schedules = {(k, s): by_timing[(k.median_run, s)] for (k, s) in classes}
+        schedules = {cls: orc.schedules[spec_of[cls]] for cls in classes}
         out[name] = oracle_mod.Oracle(
             orc.kind, schedules, orc.polls, orc.over_target, orc.over_bound, orc.lam, orc.mu
         )

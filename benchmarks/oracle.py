@@ -60,6 +60,25 @@ class Timing:
     failure_rate: float = 0.05
 
 
+@dataclass(frozen=True)
+class Mixed:
+    """Jobs no policy can tell apart (the same kind to the client): one queue law, several
+    run laws in shares. An oracle told each job's own law would know more than any policy can
+    learn; it is given their mixture, as a policy sees them."""
+
+    parts: tuple[tuple[Timing, float], ...]
+
+    def __post_init__(self) -> None:
+        first = self.parts[0][0]
+        for t, _ in self.parts:
+            if (t.queue_median, t.queue_sigma, t.failure_rate) != (
+                first.queue_median,
+                first.queue_sigma,
+                first.failure_rate,
+            ):
+                raise ValueError("a mixture's parts must share their queue law and failure rate")
+
+
 def _phi(z: float) -> float:
     return 0.5 * math.erfc(-z / _SQRT2)
 
@@ -100,14 +119,24 @@ class _Tables:
     run_end: float
 
 
-def _tables(t: Timing, step: float, tail: float = TAIL) -> _Tables:
+def _tables(timing: Timing | Mixed, step: float, tail: float = TAIL) -> _Tables:
+    if isinstance(timing, Mixed):
+        t = timing.parts[0][0]
+        total = sum(w for _, w in timing.parts)
+        parts = [(p, w / total) for p, w in timing.parts]
+    else:
+        t, parts = timing, [(timing, 1.0)]
+
     def qcdf(x: float) -> float:
         return _lognormal_cdf(x, t.queue_median, t.queue_sigma)
 
+    def rcdf(x: float) -> float:
+        return sum(w * run_cdf(p, x) for p, w in parts)
+
     q_end = _upper(qcdf, tail)
-    r_end = _upper(lambda x: run_cdf(t, x), tail)
+    r_end = _upper(rcdf, tail)
     n = int((q_end + r_end) / step) + 2
-    H = [run_cdf(t, i * step) for i in range(n + 1)]
+    H = [rcdf(i * step) for i in range(n + 1)]
     # E = Q + R': the queue in 0.5 s bins (each at its midpoint, on the grid), convolved with H.
     width = max(step, 2 * step * round(0.25 / step))
     F = [0.0] * (n + 1)
@@ -574,7 +603,7 @@ class Oracle:
 
 
 def solve(
-    classes: Mapping[Any, tuple[Timing, float]],
+    classes: Mapping[Any, tuple[Timing | Mixed, float]],
     *,
     target: float = 2.5,
     bound: float = 9.5,
@@ -589,7 +618,8 @@ def solve(
     """The fixed (and status-aware) oracle for a mix of job classes.
 
     Args:
-        classes: Per class, its true distributions and its share of the jobs.
+        classes: Per class, its true distributions (a ``Mixed`` for jobs a policy cannot tell
+            apart) and its share of the jobs.
         target: The median lag limit, seconds (a multiple of ``step``).
         bound: The p95 lag limit, seconds (a multiple of ``step``).
         step: Grid of candidate poll times.

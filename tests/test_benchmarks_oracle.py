@@ -83,3 +83,37 @@ def test_reported_costs_match_jobs_drawn_from_the_distributions() -> None:
         assert orc.over_target <= 0.5 + 1e-9
         assert orc.over_bound <= 0.05 + 1e-9
     assert found["aware"].polls <= found["fixed"].polls
+
+
+def test_jobs_a_policy_cannot_tell_apart_are_one_mixture_to_the_oracle() -> None:
+    """Two laws under one kind: the oracle plans on their mixture, which its schedule keeps.
+
+    Knowing each job's own law could only cost less; a mixture of one law is that law; and the
+    mixture's exact figures agree with its schedule walked over jobs drawn from both laws.
+    """
+    fast = oracle.Timing(8.0, 0.8, 45.0, 0.2, 0.05)
+    slow = oracle.Timing(8.0, 0.8, 70.0, 0.2, 0.05)
+    settings = {"step": 0.5, "queue_grid": 2.5, "iters": 10, "aware": False}
+    apart = oracle.solve({"fast": (fast, 0.45), "slow": (slow, 0.55)}, **settings)["fixed"]
+    mixed = oracle.solve({"one": (oracle.Mixed(((fast, 0.45), (slow, 0.55))), 1.0)}, **settings)[
+        "fixed"
+    ]
+    alone = oracle.solve({"one": (oracle.Mixed(((fast, 1.0),)), 1.0)}, **settings)["fixed"]
+    plain = oracle.solve({"one": (fast, 1.0)}, **settings)["fixed"]
+    assert apart.polls < mixed.polls
+    assert alone.polls == pytest.approx(plain.polls)
+    rng = random.Random(5)
+    walked = []
+    for _ in range(40_000):
+        t = fast if rng.random() < 0.45 else slow
+        queue = t.queue_median * math.exp(rng.gauss(0.0, t.queue_sigma))
+        run = t.run_median * math.exp(rng.gauss(0.0, t.run_sigma))
+        if rng.random() < t.failure_rate:
+            run *= rng.random()
+        walked.append(mixed.poll("one", queue, queue + run))
+    polls = sum(p for p, _ in walked) / len(walked)
+    assert polls == pytest.approx(mixed.polls, rel=0.02)
+    over = sum(lag > 2.5 for _, lag in walked) / len(walked)
+    assert over == pytest.approx(mixed.over_target, abs=0.01)
+    with pytest.raises(ValueError, match="queue law"):
+        oracle.Mixed(((fast, 0.5), (oracle.Timing(3.0, 0.5, 45.0, 0.2, 0.05), 0.5)))
