@@ -21,15 +21,11 @@ import math
 from statistics import NormalDist
 
 from relaydance_async._sansio.polling.fit import LogNormal
+from relaydance_async._sansio.polling.promise import phi
 
 __all__ = ["HintWindow", "window_from_hints", "window_from_one_hint"]
 
 _STD = NormalDist()
-_SQRT2 = math.sqrt(2.0)
-
-
-def _phi(z: float) -> float:
-    return 0.5 * math.erfc(-z / _SQRT2)
 
 
 class HintWindow:
@@ -61,8 +57,8 @@ class HintWindow:
         self._k = (f_hi - f_lo) / (hi - lo)
         """``f`` per second of the window."""
         self._u, self._v = centre, spread
-        self._gl = _phi((math.log(f_lo) - centre) / spread)
-        self._gn = _phi((math.log(f_hi) - centre) / spread) - self._gl
+        self._gl = phi((math.log(f_lo) - centre) / spread)
+        self._gn = phi((math.log(f_hi) - centre) / spread) - self._gl
         if self._gn < 1e-9:
             # The kind's law sits far off the window: take it even.
             self._v = math.inf
@@ -81,7 +77,7 @@ class HintWindow:
         if self._v == math.inf:
             return t
         f = self._a + self._k * (x - self._lo)
-        return (_phi((math.log(f) - self._u) / self._v) - self._gl) / self._gn
+        return (phi((math.log(f) - self._u) / self._v) - self._gl) / self._gn
 
     def m(self, x: float) -> float:
         """P(the run ends within ``x`` more seconds | it is still going)."""

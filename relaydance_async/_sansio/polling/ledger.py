@@ -313,10 +313,7 @@ class LagLedger:
         if total <= 0.0:
             return
         self.polls, self.share_t, self.share_b = polls / total, st / total, sb / total
-        if self.steady:
-            aim_t, aim_b = self.steady_aims
-        else:
-            aim_t, aim_b = self.aim_t, self.aim_b
+        aim_t, aim_b = self.steady_aims if self.steady else (self.aim_t, self.aim_b)
         lam = max(_nudge(self.lam, self.share_t, aim_t), LAM_FLOOR)
         mu = _nudge(self.mu, self.share_b, aim_b)
         if checked < 0.5 * total:

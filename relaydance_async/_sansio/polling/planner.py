@@ -296,11 +296,12 @@ class Planner:
             found = self._running_ends(entry, at, progress, run, target)
             if found is None:
                 return None
-            rem, hinted, late = found
+            rem, late = found
+            hinted = isinstance(rem, HintWindow)
         ledger = self.ledger
         choice = None
         cap = max(cap, target)
-        if isinstance(rem, HintWindow) and rem.quantile(0.0) < cap:
+        if hinted and rem.quantile(0.0) < cap:
             # The end is pinned to a window within reach: its cheapest plan outright.
             choice = optimal_gap(
                 rem, target=target, bound=bound, cap=cap, lam=ledger.lam, mu=ledger.mu
@@ -326,15 +327,15 @@ class Planner:
         progress: float | None,
         run: LogNormal | None,
         target: float,
-    ) -> tuple[Remaining | MixedRemaining | HintWindow, bool, bool] | None:
-        """A running job's remaining time, whether hints told it, whether it outlived its model.
+    ) -> tuple[Remaining | MixedRemaining | HintWindow, bool] | None:
+        """A running job's remaining time, and whether the job outlived its model.
 
-        None: nothing to place it on. Hints first (``hints.py``): two readings far enough apart
-        give the rate, one reading what the run's age allows; the kind's law weighs them as far
-        as it is known (``TimingModel.run`` is widened by what is not yet known of its median:
-        a guessed law is too wide to push the plan to a window's edge). Else
-        the kind's law, widened by how well the run's start is known (the gap it fell in):
-        while its first runs end, a mixture (``cold.py``).
+        None: nothing to place it on. Hints first (``hints.py``), as a ``HintWindow``: two
+        readings far enough apart give the rate, one reading what the run's age allows; the
+        kind's law weighs them as far as it is known (``TimingModel.run`` is widened by what is
+        not yet known of its median: a guessed law is too wide to push the plan to a window's
+        edge). Else the kind's law, widened by how well the run's start is known (the gap it
+        fell in): while its first runs end, a mixture (``cold.py``).
         """
         if entry.status is not TaskStatus.RUNNING or math.isnan(entry.run_hi):
             return None
@@ -355,7 +356,7 @@ class Planner:
                 progress, (at - entry.run_hi, at - lo), policy.progress_error, run, hazard
             )
             if window is not None:
-                return window, True, False
+                return window, False
         if run is None:
             return None
         spread = (entry.run_hi - lo) / math.sqrt(12.0)
@@ -369,8 +370,8 @@ class Planner:
         if rem.late:
             # Outlived its prediction: the model is off for this job. Expect it to last about
             # half again what it has, widely, and let the promise's costs place the polls.
-            return Remaining(LogNormal(math.log(max(0.5 * elapsed, target)), 1.0), 0.0), False, True
-        return rem, False, False
+            return Remaining(LogNormal(math.log(max(0.5 * elapsed, target)), 1.0), 0.0), True
+        return rem, False
 
     def _odds_trust(self, kind: JobKind | None) -> float:
         """How far the model's odds of a late detection are trusted for ``kind`` (0: not).

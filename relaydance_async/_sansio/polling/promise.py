@@ -19,13 +19,14 @@ from typing import Protocol
 
 from relaydance_async._sansio.polling.fit import LogNormal
 
-__all__ = ["Ends", "GapChoice", "Remaining", "choose_gap", "queued_remaining"]
+__all__ = ["Ends", "GapChoice", "Remaining", "choose_gap", "phi", "queued_remaining"]
 
 _SQRT2 = math.sqrt(2.0)
 _STD = NormalDist()
 
 
-def _phi(z: float) -> float:
+def phi(z: float) -> float:
+    """The standard normal CDF at ``z`` (``erfc``: a third of ``NormalDist().cdf``'s cost)."""
     return 0.5 * math.erfc(-z / _SQRT2)
 
 
@@ -75,7 +76,7 @@ class Remaining:
         if self._inv == math.inf:
             return 1.0
         t = self.elapsed + x
-        f = _phi((math.log(t) - self._mu) / self._s)
+        f = phi((math.log(t) - self._mu) / self._s)
         m = min(1.0, max(0.0, (f - self.f0) * self._inv))
         if self._h:
             m = 1.0 - (1.0 - m) * math.exp(-self._h * x)
@@ -92,12 +93,12 @@ class Remaining:
             return 0.0
         a, b = self.elapsed, self.elapsed + g
         mu, s = self._mu, self._s
-        sb = 1.0 - _phi((math.log(b) - mu) / s)
+        sb = 1.0 - phi((math.log(b) - mu) / s)
         sa = 1.0 - self.f0
         # ∫_a^b S(x) dx = b·S(b) - a·S(a) + ∫_a^b x f(x) dx, the last a lognormal partial mean.
         za = (math.log(a) - mu) / s - s if a > 0.0 else -math.inf
         zb = (math.log(b) - mu) / s - s
-        part = math.exp(mu + 0.5 * s * s) * (_phi(zb) - (_phi(za) if a > 0.0 else 0.0))
+        part = math.exp(mu + 0.5 * s * s) * (phi(zb) - (phi(za) if a > 0.0 else 0.0))
         area = b * sb - a * sa + part
         return min(g, max(0.0, area * self._inv))
 
@@ -108,12 +109,12 @@ class Remaining:
         a, b = self.elapsed, self.elapsed + g
         mu, s = self._mu, self._s
         zb = (math.log(b) - mu) / s
-        fb = _phi(zb)
+        fb = phi(zb)
         m = min(1.0, max(0.0, (fb - self.f0) * self._inv))
         if self._h:
             m = 1.0 - (1.0 - m) * math.exp(-self._h * g)
         za = (math.log(a) - mu) / s - s if a > 0.0 else -math.inf
-        part = math.exp(mu + 0.5 * s * s) * (_phi(zb - s) - (_phi(za) if a > 0.0 else 0.0))
+        part = math.exp(mu + 0.5 * s * s) * (phi(zb - s) - (phi(za) if a > 0.0 else 0.0))
         area = b * (1.0 - fb) - a * (1.0 - self.f0) + part
         return m, min(g, max(0.0, area * self._inv))
 
@@ -136,10 +137,10 @@ def queued_remaining(
     mu, s = queue.mu, min(queue.sigma, 2.0)
     a = max(queued_for, 1e-9)
     z = (math.log(a) - mu) / s
-    tail = _phi(-z)
+    tail = phi(-z)
     if tail > 1e-9:
-        e1 = math.exp(mu + 0.5 * s * s) * _phi(s - z) / tail
-        e2 = math.exp(2.0 * mu + 2.0 * s * s) * _phi(2.0 * s - z) / tail
+        e1 = math.exp(mu + 0.5 * s * s) * phi(s - z) / tail
+        e2 = math.exp(2.0 * mu + 2.0 * s * s) * phi(2.0 * s - z) / tail
         q_mean = max(e1 - a, 0.0)
         q_var = max(e2 - e1 * e1, 0.0)
     else:
