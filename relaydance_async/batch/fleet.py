@@ -446,36 +446,39 @@ class _Worker:
             await self.redis.aclose()
 
     async def _listen_until(self, broker: Any, stop: asyncio.Event) -> None:
-        """Listen until ``stop`` is set (the broker's read blocks until a message comes)."""
+        """Listen and nudge until ``stop`` is set (the broker's read blocks until a message comes).
+
+        The nudger is watched like the listener: should it end (a bug), the listener is stopped
+        and its error raised, rather than the worker listening on with nobody nudging (the
+        messages of dead workers would then never be claimed again).
+        """
         loop = asyncio.get_running_loop()
         listening = loop.create_task(self._listen(broker, stop))
+        nudging = loop.create_task(self._nudge(broker, stop))
         stopping = loop.create_task(stop.wait())
         try:
-            await asyncio.wait({listening, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({listening, nudging, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (listening, stopping):
-                task.cancel()
+            stopping.cancel()
             await asyncio.gather(stopping, return_exceptions=True)
+            listening.cancel()
             outcome = await asyncio.gather(listening, return_exceptions=True)
-        error = outcome[0]
-        if isinstance(error, Exception) and not stop.is_set():
-            raise error
+            await stop_tasks([nudging])
+        if stop.is_set():
+            return
+        for error in (outcome[0], nudging.exception() if not nudging.cancelled() else None):
+            if isinstance(error, Exception):
+                raise error
 
     async def _listen(self, broker: Any, stop: asyncio.Event) -> None:
-        nudger = asyncio.get_running_loop().create_task(self._nudge(broker, stop))
-        try:
-            async for message in broker.listen():
-                await self.slots.acquire()
-                if stop.is_set():
-                    self.slots.release()
-                    return
-                task = asyncio.get_running_loop().create_task(
-                    self._guarded(message.data, message.ack)
-                )
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
-        finally:
-            await stop_tasks([nudger])
+        async for message in broker.listen():
+            await self.slots.acquire()
+            if stop.is_set():
+                self.slots.release()
+                return
+            task = asyncio.get_running_loop().create_task(self._guarded(message.data, message.ack))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
 
     async def _guarded(self, data: bytes, ack: Callable[[], Any]) -> None:
         try:
@@ -493,6 +496,8 @@ class _Worker:
 
         taskiq-redis claims idle messages only after a read that brought new ones; when the
         stream holds none, a worker with nothing to do sends a no-op message now and then.
+        A nudge Redis refuses (down, or a pooled connection it closed when it restarted) is
+        tried again next time: one error must not end the nudging while the listener goes on.
         """
         from taskiq.message import BrokerMessage
 
@@ -505,15 +510,15 @@ class _Worker:
                 pending = await self.redis.xpending(
                     _stream(self.namespace), broker.consumer_group_name
                 )
-            except _redis_errors():
-                continue
-            if int(pending.get("pending", 0) or 0) > 0:
-                body = json.dumps({"nudge": True}).encode()
-                await broker.kick(
-                    BrokerMessage(
-                        task_id=uuid.uuid4().hex, task_name=TASK_NAME, message=body, labels={}
+                if int(pending.get("pending", 0) or 0) > 0:
+                    body = json.dumps({"nudge": True}).encode()
+                    await broker.kick(
+                        BrokerMessage(
+                            task_id=uuid.uuid4().hex, task_name=TASK_NAME, message=body, labels={}
+                        )
                     )
-                )
+            except _redis_errors() as error:
+                log.debug("nudge not sent (%s); trying again", type(error).__name__)
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
