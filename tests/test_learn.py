@@ -104,6 +104,33 @@ def test_spans_with_no_lower_end_do_not_run_off() -> None:
     assert dist.sigma <= 1.5
 
 
+def test_spans_that_say_next_to_nothing_do_not_push_the_informative_ones_out() -> None:
+    """A burst's first polls, a minute after submit, see hundreds of 8 s queues as "under 55 s".
+
+    They still count in the fit, but apart: sharing the window, they pushed out every span
+    that had pinned the queue down but the last (a burst's longest), and the fit ran off along
+    what they leave open (seen in a warm burst: a 9 s queue refitted at 28 s, then 56 s).
+    """
+    rng = random.Random(3)
+    fit = PhaseFit(500, prior_queue(1.0))
+    # A first burst polled every 14.2 s sees its queues end in that grid, shortest first.
+    for x in sorted(rng.lognormvariate(math.log(8.0), 0.8) for _ in range(300)):
+        lo = math.floor(x / 14.2) * 14.2
+        fit.add_span(lo, lo + 14.2)
+    before = fit.dist(8)
+    assert before is not None
+    assert 6.0 < before.median < 11.0
+    for _ in range(460):
+        fit.add_span(0.0, 54.6)
+    for _ in range(8):
+        fit.censor(None, 53.5)
+    after = fit.dist(8)
+    assert after is not None
+    assert after.median == pytest.approx(before.median, rel=0.1)  # 20 s when they shared
+    assert after.sigma == pytest.approx(before.sigma, rel=0.15)
+    assert fit.seen == 760
+
+
 def test_a_fast_provider_shows_in_every_kind() -> None:
     """Runs of one kind ten times shorter than the prior: a never-seen kind starts faster."""
     model = TimingModel(prior_scale=1.0)

@@ -128,6 +128,9 @@ _BIN = 0.02
 """Width of the log-duration bins that hold still-running jobs (2 %)."""
 _SPAN_BIN = 0.05
 """Width of the log-duration bins that hold the ends of spans (5 %: they are wider anyway)."""
+_LOOSE = 0.95
+"""A span open below whose end the fit already puts this share of durations under is kept
+apart from the informative ones (``PhaseFit.add_span``)."""
 _EM_STEPS = 30
 """Most EM steps per refit (each starts from the last fit, so few are needed)."""
 _OPEN = -(10**9)
@@ -183,6 +186,7 @@ class PhaseFit:
         "bins",
         "censored",
         "intervals",
+        "loose",
         "prior",
         "shift",
         "spans",
@@ -197,8 +201,11 @@ class PhaseFit:
         self.prior = prior
         self.spans: collections.deque[tuple[int, int]] = collections.deque()
         """Recent durations known only to lie in a span (log bins of its ends), oldest first."""
+        self.loose: collections.deque[tuple[int, int]] = collections.deque()
+        """Recent spans that said next to nothing (``add_span``), oldest first: kept apart so
+        that they do not push the informative ones out of the window."""
         self.intervals: dict[tuple[int, int], int] = {}
-        """The same, counted per pair of bins (what the fit reads)."""
+        """Both, counted per pair of bins (what the fit reads)."""
         self._info = 0.0
         self.shift = 0.0
         """Log-factor applied to the prior: the provider's speed, as other kinds show it."""
@@ -217,7 +224,7 @@ class PhaseFit:
     @property
     def seen(self) -> int:
         """Finished durations folded in (exact or spans)."""
-        return self.stats.n + len(self.spans)
+        return self.stats.n + len(self.spans) + len(self.loose)
 
     @property
     def info(self) -> float:
@@ -245,7 +252,13 @@ class PhaseFit:
             round(math.log(lo) / _SPAN_BIN) if lo > 0.0 else _OPEN,
             round(math.log(hi) / _SPAN_BIN),
         )
-        spans = self.spans
+        fit = self._fit
+        # "Less than a minute" of a phase that takes seconds: a burst's first polls, a minute
+        # after submit, see hundreds of queues so. Sharing one window, they pushed out every
+        # span that had pinned the queue down, and the fit ran off along what they leave open
+        # (a 9 s queue refitted at 28 s, then 56 s). Kept apart, they still count in the fit.
+        loose = lo <= 0.0 and fit is not None and fit.cdf(hi) >= _LOOSE
+        spans = self.loose if loose else self.spans
         spans.append(key)
         self.intervals[key] = self.intervals.get(key, 0) + 1
         if len(spans) > self.stats.window:
@@ -284,10 +297,10 @@ class PhaseFit:
     def dist(self, min_samples: int) -> LogNormal | None:
         """The current fit, or None (no prior and fewer than ``min_samples`` finished)."""
         stats = self.stats
-        seen = stats.n + len(self.spans)
+        seen = stats.n + len(self.spans) + len(self.loose)
         if self.prior is None and (seen < min_samples or seen < 2):
             return None
-        n = min(stats.n, stats.window) + len(self.spans)
+        n = min(stats.n, stats.window) + len(self.spans) + len(self.loose)
         # Refit once the data moved by a few percent: a fit per poll would cost O(bins) each.
         weight = n + (self.censored * n / stats.n if stats.n else self.censored)
         if (
