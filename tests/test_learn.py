@@ -145,6 +145,36 @@ def test_a_fast_provider_shows_in_every_kind() -> None:
     assert after.median < 0.3 * before.median
 
 
+def test_a_model_learned_from_spans_round_trips_through_json_data() -> None:
+    """Polls see most durations only as spans: saved and loaded, they still give the same law.
+
+    Version 1 of ``to_dict`` kept only exact durations: such a model came back as its prior.
+    """
+    import json
+
+    rng = random.Random(5)
+    model = TimingModel(prior_scale=1.0)
+    for _ in range(300):
+        x = rng.lognormvariate(math.log(100.0), 0.2)
+        lo = math.floor(x / 20.0) * 20.0
+        model.observe_span(KIND, "run", lo, lo + 20.0)
+        model.observe_span(KIND, "queue", 0.0, 60.0)  # loose: under a minute, of any queue
+    data = json.loads(json.dumps(model.to_dict()))
+    assert data["version"] == 2
+    loaded = TimingModel.from_dict(data)
+    run, again = model.run(KIND), loaded.run(KIND)
+    assert run is not None
+    assert again is not None
+    assert again.median == pytest.approx(run.median, rel=0.02)
+    assert again.sigma == pytest.approx(run.sigma, rel=0.05)
+    assert again.median == pytest.approx(100.0, rel=0.1)
+    assert loaded.samples(KIND) == model.samples(KIND) == (300, 300)
+    # Data of version 1 (exact durations only) still loads: here, nothing but the prior.
+    del data["kinds"][0]["run_spans"], data["kinds"][0]["queue_spans"]
+    data["version"] = 1
+    assert TimingModel.from_dict(data).samples(KIND) == (0, 0)
+
+
 def test_cohort_drift_measures_a_slowdown_from_unfinished_jobs() -> None:
     """Latest jobs still running well past their kind's law: the drift says slower."""
     law = LogNormal(math.log(100.0), 0.2)

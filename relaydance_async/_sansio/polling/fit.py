@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from statistics import NormalDist
 
 from relaydance_async.models import JobKind
@@ -258,7 +258,11 @@ class PhaseFit:
         # span that had pinned the queue down, and the fit ran off along what they leave open
         # (a 9 s queue refitted at 28 s, then 56 s). Kept apart, they still count in the fit.
         loose = lo <= 0.0 and fit is not None and fit.cdf(hi) >= _LOOSE
-        spans = self.loose if loose else self.spans
+        self._push(self.loose if loose else self.spans, key)
+        self._changes += 1
+
+    def _push(self, spans: collections.deque[tuple[int, int]], key: tuple[int, int]) -> None:
+        """Add a span to one of the two windows (and the counts the fit reads)."""
         spans.append(key)
         self.intervals[key] = self.intervals.get(key, 0) + 1
         if len(spans) > self.stats.window:
@@ -268,7 +272,25 @@ class PhaseFit:
                 self.intervals[old] = left
             else:
                 del self.intervals[old]
-        self._changes += 1
+
+    def span_keys(self) -> dict[str, list[list[int]]]:
+        """The spans as JSON-ready data, oldest first (``restore_spans`` reads them back)."""
+        return {
+            "informative": [list(key) for key in self.spans],
+            "loose": [list(key) for key in self.loose],
+        }
+
+    def restore_spans(self, data: Mapping[str, Sequence[Sequence[int]]]) -> None:
+        """Take back the spans of ``span_keys`` (after any already here, in the same windows).
+
+        Raises:
+            ValueError: The data is not ``span_keys``'s.
+        """
+        for name, spans in (("informative", self.spans), ("loose", self.loose)):
+            for a, b in data.get(name, ()):
+                self._push(spans, (int(a), int(b)))
+        self._fit = None
+        self._changes = 0.0
 
     def censor(self, old: float | None, new: float | None) -> None:
         """Move one unfinished job's "lasted at least" point from ``old`` to ``new``.

@@ -302,22 +302,23 @@ class TimingModel:
     def to_dict(self) -> dict[str, Any]:
         """The learned state as JSON-ready data (to warm a later process with ``from_dict``).
 
-        Unfinished jobs are not saved: they belong to this process.
+        Unfinished jobs are not saved: they belong to this process. Spans are (most of what
+        polls see is one): version 1 kept only exact durations, and a model learned from spans
+        came back as its bare prior.
         """
         kinds = []
         for kind, stats in self._kinds.items():
-            q, r = stats.queue.stats, stats.run.stats
-            kinds.append(
-                {
-                    "model": kind.model,
-                    "resolution": kind.resolution,
-                    "seconds": kind.seconds,
-                    "queue": [q.n, q.mean, q.m2],
-                    "run": [r.n, r.mean, r.m2],
-                }
-            )
+            item: dict[str, Any] = {
+                "model": kind.model,
+                "resolution": kind.resolution,
+                "seconds": kind.seconds,
+            }
+            for phase, fit in (("queue", stats.queue), ("run", stats.run)):
+                item[phase] = [fit.stats.n, fit.stats.mean, fit.stats.m2]
+                item[f"{phase}_spans"] = fit.span_keys()
+            kinds.append(item)
         return {
-            "version": 1,
+            "version": 2,
             "min_samples": self.min_samples,
             "window": self.window,
             "prior_scale": self.prior_scale,
@@ -341,8 +342,11 @@ class TimingModel:
             for item in data["kinds"]:
                 kind = JobKind(item["model"], item["resolution"], item["seconds"])
                 stats = model._stats(kind)
-                for fit, (n, mean, m2) in ((stats.queue, item["queue"]), (stats.run, item["run"])):
+                for phase, fit in (("queue", stats.queue), ("run", stats.run)):
+                    n, mean, m2 = item[phase]
                     fit.stats.n, fit.stats.mean, fit.stats.m2 = int(n), float(mean), float(m2)
+                    # Version 1 has no spans.
+                    fit.restore_spans(item.get(f"{phase}_spans", {}))
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a timing model: {exc!r}") from None
         return model
