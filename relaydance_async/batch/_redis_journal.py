@@ -9,9 +9,19 @@ everysec`` a crash can lose the last second of writes: an item whose intent was 
 submitted again with the same idempotency key (keys are derived from the batch, the item and the
 attempt), which a server honouring keys answers with the original task.
 
-Keys (``<ns>:batch:<batch id>:...``): ``items`` (hash: item id → record JSON), ``uploads``
-(hash), ``meta`` (hash). Reads come from memory: a worker loads an item's record after claiming
-it (``refresh``); writes are queued and sent in one MULTI/EXEC per flush, one flush at a time.
+Keys (``<ns>:batch:<batch id>:...``): ``items`` (hash: item id → record JSON), ``fences``
+(hash: item id → the latest hold's number), ``uploads`` (hash), ``meta`` (hash). Reads come from
+memory: a worker loads an item's record after claiming it (``refresh``); writes are queued and
+sent in one Lua script per flush (atomic, like a MULTI/EXEC), one flush at a time.
+
+Fencing: a worker takes a hold on an item (``hold``: a number from the item's counter in
+``fences``) before reading and changing its record, and every record it queues while holding it
+carries that number. Redis writes a record only if no later hold was taken on its item; a record
+from an earlier hold is refused. A record that could not be written while Redis was down stays
+queued and lands with a later flush, but only if nobody has taken the item over meanwhile: a
+worker's late write can never put back an item another worker has moved on (say ``done`` back to
+``submitted``). A record queued without a hold is refused for an item that was ever held; a
+journal that never takes holds (one process) writes every record as it comes.
 Nothing here holds a key or a secret.
 """
 
@@ -29,6 +39,48 @@ from relaydance_async.batch._journal import ItemRecord, ItemState, UploadRecord
 from relaydance_async.exceptions import JournalError
 
 log = logging.getLogger("relaydance_async.batch")
+
+# KEYS: items, fences, uploads, meta. ARGV: the number of item records, then (id, hold or "",
+# record JSON) for each; the number of uploads, then (field, JSON) for each; then meta pairs.
+# A record whose hold is older than the item's latest hold, or without a hold on an item that was
+# ever held, is not written; its id is returned.
+_FLUSH = """
+local refused = {}
+local n = tonumber(ARGV[1])
+local i = 2
+for _ = 1, n do
+  local id, hold, record = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  i = i + 3
+  local write = true
+  local latest = tonumber(redis.call('HGET', KEYS[2], id) or '0')
+  if hold == '' then
+    write = latest == 0
+  else
+    local mine = tonumber(hold)
+    if mine < latest then
+      write = false
+    elseif mine > latest then
+      redis.call('HSET', KEYS[2], id, hold)
+    end
+  end
+  if write then
+    redis.call('HSET', KEYS[1], id, record)
+  else
+    refused[#refused + 1] = id
+  end
+end
+local m = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, m do
+  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+while i < #ARGV do
+  redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+return refused
+"""
 
 
 def _errors() -> tuple[type[BaseException], ...]:
@@ -95,7 +147,10 @@ class RedisJournal:
         self._items: dict[str, ItemRecord] = {}
         self._uploads: dict[tuple[str, str, str], UploadRecord] = {}
         self._meta: dict[str, str] = {}
-        self._pending: dict[str, ItemRecord] = {}
+        self._pending: dict[str, tuple[ItemRecord, int | None]] = {}
+        self._holds: dict[str, int] = {}
+        self._superseded: set[str] = set()
+        self._flush_script = redis.register_script(_FLUSH)
         self._pending_uploads: list[UploadRecord] = []
         self._pending_meta: dict[str, str] = {}
         self._lock = asyncio.Lock()
@@ -135,7 +190,9 @@ class RedisJournal:
     async def refresh(self, item_id: str) -> ItemRecord | None:
         """Read one item's record afresh (a worker does this right after claiming the item)."""
         if item_id in self._pending:
-            await self.flush()  # a record this process could not write yet: it is the latest
+            # A record this process could not write yet: the latest, unless another worker has
+            # taken a hold on the item since (then the flush refuses it).
+            await self.flush()
         try:
             raw = await self._redis.hget(self._key("items"), item_id)
         except _errors() as error:
@@ -151,6 +208,42 @@ class RedisJournal:
         """Drop an item from memory (a worker is done with it)."""
         if item_id not in self._pending:
             self._items.pop(item_id, None)
+
+    async def hold(self, item_id: str) -> int:
+        """Take a hold on an item: from now on, records of earlier holds are refused.
+
+        A worker calls it once it has claimed the item, before ``refresh``: the record it then
+        reads can no longer be changed by an earlier holder's late write. Records queued until
+        ``release`` are written only while this hold is the item's latest. Returns the hold's
+        number.
+
+        Raises:
+            JournalError: Redis did not answer (the item is not held).
+        """
+        try:
+            number = int(await self._redis.hincrby(self._key("fences"), item_id, 1))
+        except _errors() as error:
+            raise JournalError(f"the batch journal in Redis cannot be written: {error}") from error
+        self._holds[item_id] = number
+        self._superseded.discard(item_id)
+        return number
+
+    def release(self, item_id: str) -> None:
+        """Give up the item's hold.
+
+        Its records still queued keep their hold: a later flush writes them only if nobody has
+        taken a hold on the item since.
+        """
+        self._holds.pop(item_id, None)
+        self._superseded.discard(item_id)
+
+    def superseded(self, item_id: str) -> bool:
+        """Whether a record of the item was refused since this worker's hold (or release).
+
+        Holding the item: another worker has taken a hold on it since. Not holding it: a record
+        put without a hold, for an item that was held.
+        """
+        return item_id in self._superseded
 
     # ---- the Journal protocol --------------------------------------------------------------
 
@@ -189,7 +282,7 @@ class RedisJournal:
         """Queue an item's new record (visible to ``get`` at once)."""
         record = attrs.evolve(record, updated=time.time())
         self._items[record.id] = record
-        self._pending[record.id] = record
+        self._pending[record.id] = (record, self._holds.get(record.id))
 
     def put_upload(self, record: UploadRecord) -> None:
         """Queue an upload's record."""
@@ -197,12 +290,23 @@ class RedisJournal:
         self._pending_uploads.append(record)
 
     async def write(self, record: ItemRecord) -> None:
-        """``put`` then ``flush``."""
+        """``put`` then ``flush``.
+
+        Raises:
+            JournalError: Not written: Redis did not acknowledge it, or another worker has taken
+                a hold on the item since this worker's (``superseded``).
+        """
         self.put(record)
         await self.flush()
+        if self.superseded(record.id):
+            raise JournalError(f"item {record.id} was taken over by another worker: not written")
 
     async def flush(self) -> None:
-        """Write everything queued in one MULTI/EXEC; return once Redis has acknowledged it.
+        """Write everything queued in one atomic script; return once Redis has acknowledged it.
+
+        An item record from a hold older than the item's latest (or without a hold, for an item
+        that was ever held) is refused: not written, not queued again (``superseded`` tells when
+        it was this worker's current hold). The rest is written.
 
         Raises:
             JournalError: Redis did not acknowledge the write (treat it as not written).
@@ -213,27 +317,38 @@ class RedisJournal:
             meta, self._pending_meta = self._pending_meta, {}
             if not (items or uploads or meta):
                 return
+            args: list[str | int] = [len(items)]
+            for item_id, (record, hold) in items.items():
+                args += [item_id, "" if hold is None else hold, record_to_json(record)]
+            args.append(len(uploads))
+            for upload in uploads:
+                field = f"{upload.sha256}|{upload.host}|{upload.purpose}"
+                args += [field, json.dumps(attrs.asdict(upload))]
+            for key, value in meta.items():
+                args += [key, value]
+            keys = [self._key(name) for name in ("items", "fences", "uploads", "meta")]
             try:
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    if items:
-                        pipe.hset(
-                            self._key("items"),
-                            mapping={k: record_to_json(v) for k, v in items.items()},
-                        )
-                    for upload in uploads:
-                        field = f"{upload.sha256}|{upload.host}|{upload.purpose}"
-                        pipe.hset(self._key("uploads"), field, json.dumps(attrs.asdict(upload)))
-                    if meta:
-                        pipe.hset(self._key("meta"), mapping=meta)
-                    await pipe.execute()
+                refused = await self._flush_script(keys=keys, args=args)
             except _errors() as error:
                 # Not durable: queue them again (the latest record per item wins) and fail.
-                for item_id, record in items.items():
-                    self._pending.setdefault(item_id, record)
+                for item_id, entry in items.items():
+                    self._pending.setdefault(item_id, entry)
                 self._pending_uploads[:0] = uploads
                 self._pending_meta = {**meta, **self._pending_meta}
                 raise JournalError(f"the batch journal could not be written: {error}") from error
             self.commits += 1
+            for item_id in map(_text, refused):
+                hold = items[item_id][1]
+                log.warning(
+                    "item %s was taken over by another worker: its record (hold %s) "
+                    "was not written",
+                    item_id,
+                    hold,
+                )
+                if self._holds.get(item_id) == hold:  # this hold (or none, and none held)
+                    self._superseded.add(item_id)
+                elif item_id not in self._holds and item_id not in self._pending:
+                    self._items.pop(item_id, None)  # stale: the next holder reads it afresh
 
     def close(self) -> None:
         """Nothing to release (queued writes need ``await flush()`` before)."""

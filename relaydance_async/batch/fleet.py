@@ -12,7 +12,9 @@ through the very ``BatchRun`` steps of a local batch and a ``RedisJournal``. For
 1. the item's record is read; a finished item is acknowledged and skipped;
 2. the item is claimed (``<prefix>:claim:<item>``, an expiring key its worker renews): a message
    for an item another live worker holds is left pending, never acknowledged, so it comes back
-   if that worker dies;
+   if that worker dies. The claim comes with a journal hold (``RedisJournal.hold``): Redis then
+   refuses any record an earlier holder still had queued (a write Redis was down for), so a late
+   write can never undo this worker's;
 3. the item is worked on: intent and idempotency key written before the submit, task id right
    after; a redelivered item that was submitted is watched, one whose submit is uncertain
    follows ``on_uncertain`` (never a blind resubmit). The idempotency key of attempt *n* is
@@ -375,11 +377,16 @@ class _Worker:
                 self.counts["held_elsewhere"] += 1
                 return  # another live worker has it: leave the message pending
             try:
+                # Taken before reading the record: from now on, a record another worker queued
+                # for this item under an earlier claim (a write Redis was down for, still
+                # waiting for its next flush) is refused, so it can never undo this worker's.
+                await batch.journal.hold(item_id)
                 await self._work(batch, item_id, claim, ack)
             finally:
                 with contextlib.suppress(Exception):
                     if await self.redis.get(claim) == self.owner.encode():
                         await self.redis.delete(claim)
+                batch.journal.release(item_id)
                 batch.journal.forget(item_id)
         except unrecorded as error:
             # Not recorded: leave the message pending; it comes back after redeliver_after.
@@ -404,6 +411,11 @@ class _Worker:
             await batch.journal.flush()
         finally:
             await stop_tasks([renewer])
+        if batch.journal.superseded(item_id):
+            # Another worker took the item over (this one's claim lapsed): the record is its.
+            self.counts["taken_over"] += 1
+            log.warning("item %s was taken over by another worker: left to it", item_id)
+            return
         if result is None:
             return  # stopped before the submit: leave it for redelivery
         await self.redis.hset(f"{batch.prefix}:results", item_id, result.status.value)
