@@ -10,7 +10,8 @@ worker once it has been pending ``redeliver_after`` seconds: a dead worker's ite
 through the very ``BatchRun`` steps of a local batch and a ``RedisJournal``. For each message:
 
 1. the item's record is read; a finished item is acknowledged and skipped;
-2. the item is claimed (``<prefix>:claim:<item>``, an expiring key its worker renews): a message
+2. the item is claimed (``<prefix>:claim:<item>``, an expiring key its worker renews, and renews
+   or deletes only while it is its own, each in one script): a message
    for an item another live worker holds is left pending, never acknowledged, so it comes back
    if that worker dies. The claim comes with a journal hold (``RedisJournal.hold``): Redis then
    refuses any record an earlier holder still had queued (a write Redis was down for), so a late
@@ -78,6 +79,25 @@ def make_broker(url: str, namespace: str, *, redeliver_after: float, read_ahead:
         xread_count=read_ahead,
         xread_block=1000,
     )
+
+
+# Claims are compared and changed in one step, in Redis: the owner's id is ARGV[1].
+_UNCLAIM = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+_RENEW = """
+local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+elseif not owner then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
 
 
 def _redis(url: str) -> Any:
@@ -345,6 +365,10 @@ class _Worker:
         self.slots = asyncio.Semaphore(max_in_flight)
         self.tasks: set[asyncio.Task[None]] = set()
         self.counts: Counter[str] = Counter()
+        self._scripts = (
+            self.redis.register_script(_UNCLAIM),
+            self.redis.register_script(_RENEW),
+        )
 
     async def batch(self, batch_id: str) -> _Batch:
         found = self.batches.get(batch_id)
@@ -384,8 +408,7 @@ class _Worker:
                 await self._work(batch, item_id, claim, ack)
             finally:
                 with contextlib.suppress(Exception):
-                    if await self.redis.get(claim) == self.owner.encode():
-                        await self.redis.delete(claim)
+                    await self.unclaim(claim)
                 batch.journal.release(item_id)
                 batch.journal.forget(item_id)
         except unrecorded as error:
@@ -424,11 +447,32 @@ class _Worker:
         if self.on_result is not None:
             self.on_result(batch.id, result)
 
+    async def unclaim(self, claim: str) -> None:
+        """Delete the claim if it is still this worker's (one script: compare and delete).
+
+        A GET then a DELETE could delete the claim another worker took in between (this one's
+        lapsed): the item would then look free while that worker works on it.
+        """
+        await self._scripts[0](keys=[claim], args=[self.owner])
+
     async def _renew(self, claim: str) -> None:
+        """Keep the claim alive while the item is worked on; stop once another worker has it.
+
+        Renewed only while it is this worker's (a lapsed claim nobody took is taken back):
+        extending another worker's claim would keep the item from it after this one is gone.
+        The journal's fence (``RedisJournal.hold``) then keeps this worker's records from
+        undoing the new holder's.
+        """
         while True:
             await asyncio.sleep(self.claim_ttl_ms / 3000)
+            held = 1
             with contextlib.suppress(*_redis_errors()):
-                await self.redis.pexpire(claim, self.claim_ttl_ms)
+                held = int(
+                    await self._scripts[1](keys=[claim], args=[self.owner, self.claim_ttl_ms])
+                )
+            if not held:
+                log.warning("the claim %s was taken by another worker", claim)
+                return
 
     async def serve(self, stop: asyncio.Event) -> None:
         broker = make_broker(
