@@ -11,7 +11,7 @@ through the very ``BatchRun`` steps of a local batch and a ``RedisJournal``. For
 
 1. the item's record is read; a finished item is acknowledged and skipped;
 2. the item is claimed (``<prefix>:claim:<item>``, an expiring key its worker renews, and renews
-   or deletes only while it is its own, each in one script): a message
+   or deletes only while it is its own: ``_claims.ItemClaims``): a message
    for an item another live worker holds is left pending, never acknowledged, so it comes back
    if that worker dies. The claim comes with a journal hold (``RedisJournal.hold``): Redis then
    refuses any record an earlier holder still had queued (a write Redis was down for), so a late
@@ -34,7 +34,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 import uuid
 from collections import Counter
@@ -45,12 +44,13 @@ from typing import Any
 import attrs
 
 from relaydance_async._client.client import AsyncRelayDance
+from relaydance_async.batch._claims import ItemClaims
 from relaydance_async.batch._jobfile import BatchItem, parse_item, parse_items
 from relaydance_async.batch._journal import ItemRecord, ItemState
 from relaydance_async.batch._redis_journal import RedisJournal, check_durability
 from relaydance_async.batch._results import BatchResult
 from relaydance_async.batch._run import BatchRun, OnUncertain, _Phase
-from relaydance_async.coordination.redis._budget import stop_tasks
+from relaydance_async.coordination.redis._budget import redis_errors, stop_tasks
 from relaydance_async.exceptions import JournalError
 
 __all__ = ["FleetProgress", "enqueue_batch", "fleet_progress", "run_worker"]
@@ -79,25 +79,6 @@ def make_broker(url: str, namespace: str, *, redeliver_after: float, read_ahead:
         xread_count=read_ahead,
         xread_block=1000,
     )
-
-
-# Claims are compared and changed in one step, in Redis: the owner's id is ARGV[1].
-_UNCLAIM = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-_RENEW = """
-local owner = redis.call('GET', KEYS[1])
-if owner == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-elseif not owner then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
 
 
 def _redis(url: str) -> Any:
@@ -357,18 +338,13 @@ class _Worker:
         self.redeliver_after = redeliver_after
         self.on_result = on_result
         self.redis = _redis(queue)
-        self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         # A dead worker's claim lapses this fast (its renewals stop): at most the redelivery
         # time, so a redelivered item is not held back longer than the message was.
-        self.claim_ttl_ms = int(min(10.0, max(2.0, redeliver_after)) * 1000)
+        self.claims = ItemClaims(self.redis, int(min(10.0, max(2.0, redeliver_after)) * 1000))
         self.batches: dict[str, _Batch] = {}
         self.slots = asyncio.Semaphore(max_in_flight)
         self.tasks: set[asyncio.Task[None]] = set()
         self.counts: Counter[str] = Counter()
-        self._scripts = (
-            self.redis.register_script(_UNCLAIM),
-            self.redis.register_script(_RENEW),
-        )
 
     async def batch(self, batch_id: str) -> _Batch:
         found = self.batches.get(batch_id)
@@ -387,7 +363,7 @@ class _Worker:
             await ack()
             return
         claim = f"{_prefix(self.namespace, batch_id)}:claim:{item_id}"
-        unrecorded: tuple[type[BaseException], ...] = (JournalError, *_redis_errors())
+        unrecorded: tuple[type[BaseException], ...] = (JournalError, *redis_errors())
         try:
             batch = await self.batch(batch_id)
             record = await batch.journal.refresh(item_id)
@@ -397,7 +373,7 @@ class _Worker:
                 await self.redis.hsetnx(f"{batch.prefix}:results", item_id, outcome)
                 await ack()
                 return
-            if not await self.redis.set(claim, self.owner, nx=True, px=self.claim_ttl_ms):
+            if not await self.claims.take(claim):
                 self.counts["held_elsewhere"] += 1
                 return  # another live worker has it: leave the message pending
             try:
@@ -408,7 +384,7 @@ class _Worker:
                 await self._work(batch, item_id, claim, ack)
             finally:
                 with contextlib.suppress(Exception):
-                    await self.unclaim(claim)
+                    await self.claims.give(claim)
                 batch.journal.release(item_id)
                 batch.journal.forget(item_id)
         except unrecorded as error:
@@ -417,7 +393,7 @@ class _Worker:
             log.warning("item %s left for redelivery: %s", item_id, error)
 
     async def _work(self, batch: _Batch, item_id: str, claim: str, ack: Callable[[], Any]) -> None:
-        renewer = asyncio.get_running_loop().create_task(self._renew(claim))
+        renewer = asyncio.get_running_loop().create_task(self.claims.keep(claim))
         try:
             await batch.journal.refresh(item_id)  # claimed: now the record is ours to change
             item = await batch.item(self, item_id)
@@ -447,33 +423,6 @@ class _Worker:
         if self.on_result is not None:
             self.on_result(batch.id, result)
 
-    async def unclaim(self, claim: str) -> None:
-        """Delete the claim if it is still this worker's (one script: compare and delete).
-
-        A GET then a DELETE could delete the claim another worker took in between (this one's
-        lapsed): the item would then look free while that worker works on it.
-        """
-        await self._scripts[0](keys=[claim], args=[self.owner])
-
-    async def _renew(self, claim: str) -> None:
-        """Keep the claim alive while the item is worked on; stop once another worker has it.
-
-        Renewed only while it is this worker's (a lapsed claim nobody took is taken back):
-        extending another worker's claim would keep the item from it after this one is gone.
-        The journal's fence (``RedisJournal.hold``) then keeps this worker's records from
-        undoing the new holder's.
-        """
-        while True:
-            await asyncio.sleep(self.claim_ttl_ms / 3000)
-            held = 1
-            with contextlib.suppress(*_redis_errors()):
-                held = int(
-                    await self._scripts[1](keys=[claim], args=[self.owner, self.claim_ttl_ms])
-                )
-            if not held:
-                log.warning("the claim %s was taken by another worker", claim)
-                return
-
     async def serve(self, stop: asyncio.Event) -> None:
         broker = make_broker(
             self.queue,
@@ -489,7 +438,7 @@ class _Worker:
                         await broker.startup()
                         started = True
                     await self._listen_until(broker, stop)
-                except _redis_errors() as error:
+                except redis_errors() as error:
                     log.warning("queue unreachable (%s); trying again", type(error).__name__)
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(stop.wait(), 1.0)
@@ -573,14 +522,8 @@ class _Worker:
                             task_id=uuid.uuid4().hex, task_name=TASK_NAME, message=body, labels={}
                         )
                     )
-            except _redis_errors() as error:
+            except redis_errors() as error:
                 log.debug("nudge not sent (%s); trying again", type(error).__name__)
-
-
-def _redis_errors() -> tuple[type[BaseException], ...]:
-    import redis.exceptions
-
-    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
 async def run_worker(

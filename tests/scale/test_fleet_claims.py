@@ -46,10 +46,10 @@ async def test_a_worker_releases_only_its_own_claim(redis_server: RedisServer) -
     worker = _worker(redis_server.url)
     try:
         await conn.set(CLAIM, "another-worker", px=60_000)
-        await worker.unclaim(CLAIM)
+        await worker.claims.give(CLAIM)
         assert await conn.get(CLAIM) == b"another-worker"
-        await conn.set(CLAIM, worker.owner, px=60_000)
-        await worker.unclaim(CLAIM)
+        await conn.set(CLAIM, worker.claims.owner, px=60_000)
+        await worker.claims.give(CLAIM)
         assert await conn.get(CLAIM) is None
     finally:
         await worker.redis.aclose()
@@ -62,16 +62,16 @@ async def test_a_worker_stops_renewing_a_claim_another_worker_took(
     """Renewal extends its own claim, takes back a lapsed one, and leaves another's alone."""
     conn = redis.asyncio.Redis.from_url(redis_server.url)
     worker = _worker(redis_server.url)
-    renewing = asyncio.get_running_loop().create_task(worker._renew(CLAIM))
+    renewing = asyncio.get_running_loop().create_task(worker.claims.keep(CLAIM))
     try:
         # Lapsed and free (its owner stalled): taken back at the next renewal.
-        await asyncio.wait_for(_until_value(conn, worker.owner.encode()), 10)
-        assert 0 < await conn.pttl(CLAIM) <= worker.claim_ttl_ms
+        await asyncio.wait_for(_until_value(conn, worker.claims.owner.encode()), 10)
+        assert 0 < await conn.pttl(CLAIM) <= worker.claims.ttl_ms
         # Another worker takes it over: the renewals stop and its claim keeps its own life.
         await conn.set(CLAIM, "another-worker", px=60_000)
         await asyncio.wait_for(renewing, 10)
         assert await conn.get(CLAIM) == b"another-worker"
-        assert await conn.pttl(CLAIM) > worker.claim_ttl_ms
+        assert await conn.pttl(CLAIM) > worker.claims.ttl_ms
     finally:
         renewing.cancel()
         await asyncio.gather(renewing, return_exceptions=True)

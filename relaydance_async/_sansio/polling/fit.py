@@ -284,7 +284,7 @@ class PhaseFit:
         """Take back the spans of ``span_keys`` (after any already here, in the same windows).
 
         Raises:
-            ValueError: The data is not ``span_keys``'s.
+            ValueError, TypeError: The data is not ``span_keys``'s.
         """
         for name, spans in (("informative", self.spans), ("loose", self.loose)):
             for a, b in data.get(name, ()):
@@ -319,7 +319,7 @@ class PhaseFit:
     def dist(self, min_samples: int) -> LogNormal | None:
         """The current fit, or None (no prior and fewer than ``min_samples`` finished)."""
         stats = self.stats
-        seen = stats.n + len(self.spans) + len(self.loose)
+        seen = self.seen
         if self.prior is None and (seen < min_samples or seen < 2):
             return None
         n = min(stats.n, stats.window) + len(self.spans) + len(self.loose)

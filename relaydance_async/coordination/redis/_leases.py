@@ -17,8 +17,9 @@ from typing import Any
 
 from relaydance_async.coordination.redis._budget import redis_errors
 
+# The lease scripts, shared with the fleet's item claims (``batch._claims``).
 # KEYS: lease. ARGV: owner, ttl ms. Take it if free or ours; answer the owner and its ttl.
-_TAKE = """
+TAKE = """
 local owner = redis.call('GET', KEYS[1])
 if not owner or owner == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -28,7 +29,7 @@ return {owner, redis.call('PTTL', KEYS[1])}
 """
 
 # KEYS: lease. ARGV: owner. Delete it only if it is ours.
-_GIVE = """
+GIVE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
@@ -52,8 +53,8 @@ class RedisPollLeases:
         self._mine: dict[str, float] = {}
         self._theirs: dict[str, float] = {}
         self._asking: set[str] = set()
-        self._take = redis.register_script(_TAKE)
-        self._give = redis.register_script(_GIVE)
+        self._take = redis.register_script(TAKE)
+        self._give = redis.register_script(GIVE)
         self._pending: set[asyncio.Task[Any]] = set()
         self.deferred = 0
         """Polls skipped because another process holds the task's lease."""
