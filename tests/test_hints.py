@@ -161,3 +161,11 @@ def test_hints_trusted_exactly_still_give_a_window() -> None:
     assert exact.m(exact.quantile(0.5)) == pytest.approx(0.5, abs=1e-3)
     one = window_from_one_hint(50.0, (10.0, 20.0), 0.0)
     assert one is not None
+
+
+def test_a_bound_no_further_than_the_target_still_gets_a_plan() -> None:
+    """``max_lag`` equal to ``target_lag`` (or cut to it): no window between them, no crash."""
+    w = HintWindow(5.0, 25.0, (0.9, 1.1), 0.0, math.inf)
+    choice = optimal_gap(w, lam=3.0, mu=10.0, target=2.5, bound=2.5, cap=60.0)
+    assert choice is not None
+    assert 0.0 < choice.gap <= 60.0

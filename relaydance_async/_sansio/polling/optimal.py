@@ -97,9 +97,11 @@ def _first(f: list[float], lam: float, mu: float, k1: int, k2: int, cap: int) ->
             d2.append(j)
             if d2[0] > i + k2:
                 d2.popleft()
-            c = g2[d2[0]] - lam * fi
-            if c < best:
-                best, best_j = c, d2[0]
+            # Empty when the bound is no further than the target (k2 == k1): no such window.
+            if d2:
+                c = g2[d2[0]] - lam * fi
+                if c < best:
+                    best, best_j = c, d2[0]
             j = i + k2 + 1
             if far and j <= n:
                 # Window (i + k2, i + cap]: the bound's penalty too.
