@@ -101,6 +101,7 @@ class RedisBudget:
         self._ops: list[str] = []
         self._held: set[str] = set()
         self._kick = asyncio.Event()
+        self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
         self._degraded_until = 0.0
         self._warned = False
@@ -153,6 +154,7 @@ class RedisBudget:
     def _start(self) -> None:
         if self._tasks:
             return
+        self._closing = False
         self._tasks = [
             asyncio.get_running_loop().create_task(self._flush_forever()),
             asyncio.get_running_loop().create_task(self._renew_forever()),
@@ -231,7 +233,7 @@ class RedisBudget:
     # ---------------------------------------------------------------- background
 
     async def _flush_forever(self) -> None:
-        while True:
+        while not self._closing:
             await self._kick.wait()
             self._kick.clear()
             await self.flush()
@@ -264,6 +266,14 @@ class RedisBudget:
     async def aclose(self) -> None:
         """Stop the background tasks after a last flush (releases this process's leases)."""
         tasks, self._tasks = self._tasks, []
+        if tasks:
+            # The flusher may hold answers it took from ``_ops`` with its report on the wire:
+            # cancelling it there loses them. It is told to stop and given the time a flush
+            # takes; only one stuck past that is cancelled (its answers are then lost, as when
+            # Redis is down).
+            self._closing = True
+            self._kick.set()
+            await asyncio.wait(tasks[:1], timeout=2.0)
         await stop_tasks(tasks)
         for lease in list(self._held):
             self._release(lease)
