@@ -341,25 +341,3 @@ def test_instant_answers_leave_the_promise_as_the_policy_says() -> None:
     s.on_task(entry, 5.0, TaskStatus.SUBMITTED, sent=5.0)
     assert s.planner.rtt == 0.0
     assert s.planner.promise() == (s.policy.target_lag, s.policy.max_lag)
-
-
-def test_a_queued_job_pins_its_start_before_a_run_out_of_one_gaps_reach() -> None:
-    """A run whose ends lie past one gap: queued polls no further apart than its spread allows.
-
-    A 70 s run after an 8 s queue: most of the kind's ends are more than ``max_gap`` away, so
-    the first poll must find when the run started (within two of the run's standard
-    deviations), not jump the whole 60 s: a start placed mid-gap, 30 s in, put the polls 20 s
-    after the ends of runs that had started within 10 s.
-    """
-    rng = random.Random(3)
-    model = TimingModel(min_samples=2)
-    for _ in range(300):
-        model.observe_queue(KIND, 8.0 * math.exp(0.8 * rng.gauss(0.0, 1.0)))
-        model.observe_run(KIND, 70.0 * math.exp(0.25 * rng.gauss(0.0, 1.0)))
-    run = model.run(KIND)
-    assert run is not None
-    s = Schedule(PollPolicy(jitter=0.0), model, random.Random(0))
-    for i in range(16):  # the cold start's early probes
-        s.cancel(s.add(f"p{i}", 0.0, kind=KIND))
-    entry = s.add("t1", 0.0, kind=KIND)
-    assert entry.due <= 2.0 * run.sd + 1e-6 < PollPolicy().max_gap

@@ -54,12 +54,9 @@ _START_PRECISION = 2.0
 """A queued job is polled at least every this many standard deviations of its kind's run time
 (and every ``max_lag``), so that the run's start is known well enough to place its end."""
 _EDGE = 0.4
-"""A queued job may jump as far as this quantile of its end when one gap reaches it (a short
-job's whole life: jobs of ten seconds are best seen first where a good share of them has ended,
-not every ``max_lag`` while the run's start is pinned down). Beyond one gap's reach the start
-must be pinned down first (``_START_PRECISION``): a run seen started after a 60 s gap is placed
-as if it started mid-gap, 30 s in, when an 8 s queue started most of them within 10 s, and a
-warm burst's ends then came 20 s before their polls (p95 11.3 s against a 9.5 s bound)."""
+"""A queued job may jump as far as this quantile of its end (a short job's whole life: jobs of
+ten seconds are best seen first where a good share of them has ended, not every ``max_lag``
+while the run's start is pinned down)."""
 _COHORT = 400
 """Latest jobs submitted that the provider's drift is measured on. In a stream of jobs lasting
 minutes, the latest 150 had seen a handful of runs end, and the drift's prior held it at half a
@@ -293,11 +290,8 @@ class Planner:
             )
             # Queued, the end is far and wide; but when the run starts must be known well
             # enough to place the run's polls: no gap longer than the run's own spread.
-            # Unless the whole job is that short (a good share ends within one gap): then
-            # straight to where it may end.
-            edge = rem.quantile(_EDGE)
-            reach = edge if edge <= cap else 0.0
-            cap = min(cap, max(bound, _START_PRECISION * run.sd, reach))
+            # Unless the whole job is that short: then straight to where it may end.
+            cap = min(cap, max(bound, _START_PRECISION * run.sd, rem.quantile(_EDGE)))
         else:
             found = self._running_ends(entry, at, progress, run, target)
             if found is None:
