@@ -138,7 +138,8 @@ class RedisBudget:
     def _push(self, op: str) -> None:
         self._ops.append(op)
         self._kick.set()
-        self._start()
+        if not self._closing:  # while closing, the last flush sends it
+            self._start()
 
     # ---------------------------------------------------------------- slots
 
@@ -154,7 +155,6 @@ class RedisBudget:
     def _start(self) -> None:
         if self._tasks:
             return
-        self._closing = False
         self._tasks = [
             asyncio.get_running_loop().create_task(self._flush_forever()),
             asyncio.get_running_loop().create_task(self._renew_forever()),
@@ -266,12 +266,13 @@ class RedisBudget:
     async def aclose(self) -> None:
         """Stop the background tasks after a last flush (releases this process's leases)."""
         tasks, self._tasks = self._tasks, []
+        # Releases and answers from here on are queued for the last flush, not a new flusher.
+        self._closing = True
         if tasks:
             # The flusher may hold answers it took from ``_ops`` with its report on the wire:
             # cancelling it there loses them. It is told to stop and given the time a flush
             # takes; only one stuck past that is cancelled (its answers are then lost, as when
             # Redis is down).
-            self._closing = True
             self._kick.set()
             await asyncio.wait(tasks[:1], timeout=2.0)
         await stop_tasks(tasks)
@@ -280,6 +281,7 @@ class RedisBudget:
         # Best effort: leases not released here lapse on their own.
         with contextlib.suppress(asyncio.TimeoutError, *redis_errors()):
             await asyncio.wait_for(self.flush(), 2.0)
+        self._closing = False
 
 
 class _Slot:
