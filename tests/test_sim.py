@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
@@ -173,3 +174,52 @@ def test_a_steady_streams_detections_are_read_at_the_lags_they_really_had() -> N
     assert even > 1.08 * real, (read, even, real)
     assert read < 0.9 * even, (read, even, real)
     assert abs(read - real) < 0.2 * real, (read, even, real)
+
+
+def _short_stream(n: int, seed: int) -> list[SimJob]:
+    """A stream (1 job/s) of ten-second jobs of one kind.
+
+    Queue median 3 s (σ 0.5), run 10 s (σ 0.2), 5 % failures at a uniform point of the run.
+    """
+    rng = random.Random(seed)
+    jobs = []
+    t = 0.0
+    for _ in range(n):
+        t += rng.expovariate(1.0)
+        fails = rng.random() < 0.05
+        jobs.append(
+            SimJob(
+                KIND,
+                t,
+                3.0 * math.exp(rng.gauss(0.0, 0.5)),
+                10.0 * math.exp(rng.gauss(0.0, 0.2)),
+                fails=fails,
+                fail_point=rng.random(),
+            )
+        )
+    return jobs
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect (issue 12): the median breaks (2.71 s); the run law learned from "
+    "this stream is half as wide as the truth (σ 0.10-0.15 against 0.20), a suspected cause",
+)
+def test_a_warm_stream_of_ten_second_jobs_keeps_its_median() -> None:
+    """A warm stream of ten-second jobs of one kind is seen within the median promised.
+
+    It is not, today, on this draw (2.71 s; 2.33 and 2.14 s on two others): a reproducible case
+    for whoever fixes the model's width. Strict: when it passes, drop the mark.
+    """
+    from relaydance_async._sansio.polling.schedule import Schedule
+
+    policy = PollPolicy()
+    warm = Schedule(policy)
+    simulate(_short_stream(1000, seed=1), policy, schedule=warm)
+    ours = simulate(
+        _short_stream(2000, seed=2),
+        policy,
+        schedule=Schedule(policy, warm.model, ledger=warm.planner.ledger),
+    )
+    assert ours.lag(0.95) <= 9.5
+    assert ours.lag(0.5) <= 2.5, ours.lag(0.5)
