@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 from relaydance_async.coordination.redis._budget import redis_errors
-from relaydance_async.coordination.redis._leases import GIVE, TAKE
+from relaydance_async.coordination.redis._leases import GIVE, TAKE, take_answer
 
 __all__ = ["ItemClaims"]
 
@@ -62,9 +62,11 @@ class ItemClaims:
         while True:
             await asyncio.sleep(self.ttl_ms / 3000)
             try:
-                owner, _ = await self._take(keys=[claim], args=[self.owner, self.ttl_ms])
+                owner, _ = take_answer(
+                    await self._take(keys=[claim], args=[self.owner, self.ttl_ms])
+                )
             except redis_errors():
                 continue
-            if (owner.decode() if isinstance(owner, bytes) else str(owner)) != self.owner:
+            if owner != self.owner:
                 log.warning("the claim %s was taken by another worker", claim)
                 return

@@ -28,6 +28,13 @@ end
 return {owner, redis.call('PTTL', KEYS[1])}
 """
 
+
+def take_answer(answer: Any) -> tuple[str, int]:
+    """``TAKE``'s answer as ``(owner, milliseconds it still lives)``."""
+    owner, ttl = answer
+    return (owner.decode() if isinstance(owner, bytes) else str(owner)), max(0, int(ttl))
+
+
 # KEYS: lease. ARGV: owner. Delete it only if it is ours.
 GIVE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -91,8 +98,8 @@ class RedisPollLeases:
 
     async def _acquire(self, task_id: str) -> None:
         try:
-            owner, ttl = await self._take(
-                keys=[self._key(task_id)], args=[self.owner, self._ttl_ms]
+            owner, ttl = take_answer(
+                await self._take(keys=[self._key(task_id)], args=[self.owner, self._ttl_ms])
             )
         except redis_errors():
             self._mine.pop(task_id, None)
@@ -100,8 +107,7 @@ class RedisPollLeases:
             return
         finally:
             self._asking.discard(task_id)
-        until = time.monotonic() + max(0, int(ttl)) / 1000
-        owner = owner.decode() if isinstance(owner, bytes) else str(owner)
+        until = time.monotonic() + ttl / 1000
         if owner == self.owner:
             self._theirs.pop(task_id, None)
             self._mine[task_id] = until
